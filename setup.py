@@ -1,0 +1,60 @@
+"""ROS 2 ament_python package `sqgan`; also installable with `pip install -e .`.
+
+Three import packages ship together: `sqgan_core` (the codec, no ROS), `sim` (scenario sources) and
+`ros2_ws` (thin rclpy nodes). The `sqgan` console command discovers subcommands through the
+`sqgan.commands` and `sqgan.bench` entry-point groups, so the codec never imports a node.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "sqgan"
+
+
+def data(dest: str, pattern: str) -> tuple[str, list[str]]:
+    return (f"share/{PACKAGE}/{dest}", sorted(glob(pattern)))
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="SQ-GAN semantic image streaming over lossy V2X links (ROS 2)",
+    packages=find_packages(include=["sqgan_core", "sqgan_core.*", "sim", "sim.*", "ros2_ws", "ros2_ws.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        data("launch", "launch/*.launch.py"),
+        data("configs/model", "configs/model/*.yaml"),
+        data("configs/scenarios", "configs/scenarios/*.yaml"),
+        data("configs/links", "configs/links/*.yaml"),
+        data("configs/nodes", "configs/nodes/*.yaml"),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "torch>=2.5",
+        "constriction>=0.4",
+        "pyyaml>=6",
+        "pillow>=10",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "link": ["pyzmq>=25"],
+        "sim": ["opencv-python-headless>=4.8"],
+        "carla": ["carla>=0.9.13"],
+        "test": ["pytest>=8", "hypothesis>=6"],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "sqgan = sqgan_core.cli:main",
+        ],
+        "sqgan.commands": [
+            "codec = sqgan_core.cli.codec_commands:register",
+            "demo = sqgan_core.cli.demo:register",
+        ],
+        "sqgan.bench": [
+            "codec = sqgan_core.bench:register",
+        ],
+    },
+)

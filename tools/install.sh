@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Idempotent set-up for `make test` and `make demo`: Debian packages, then a .venv with the pinned
+# requirements and this package in editable mode. A stamp keyed on the inputs makes re-runs instant;
+# any change to requirements*, setup.py or apt-packages.txt triggers a re-install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.sqgan-install-stamp
+
+inputs_hash() {
+  cat requirements.txt requirements-dev.txt setup.py tools/apt-packages.txt 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+
+want=$(inputs_hash)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  exit 0
+fi
+
+# Debian packages (headless GL for the simulator, etc.). Only what is missing is installed.
+if [ -s tools/apt-packages.txt ]; then
+  missing=()
+  while read -r pkg; do
+    case "$pkg" in ''|'#'*) continue ;; esac
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done < tools/apt-packages.txt
+  if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "install: apt packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "install: creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel 2>&1 | grep -v '^WARNING: Location' || true
+echo "install: pinned requirements (first run ~1 min)"
+"$VENV/bin/python" -m pip install -q -r requirements.txt -r requirements-dev.txt 2>&1 | grep -v '^WARNING: Location' || true
+"$VENV/bin/python" -m pip install -q --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
+# Verify instead of trusting pip's exit status (filtered above): fail loudly if anything is missing.
+"$VENV/bin/python" - <<'PY'
+import importlib, sys
+mods = ["torch", "numpy", "constriction", "zmq", "PIL", "cv2", "yaml", "tqdm", "rclpy", "sensor_msgs",
+        "pytest", "hypothesis", "sqgan_core"]
+bad = []
+for m in mods:
+    try:
+        importlib.import_module(m)
+    except Exception as e:  # noqa: BLE001 - report every failure, not just the first
+        bad.append(f"{m}: {e}")
+if bad:
+    sys.exit("install: imports failed:\n  " + "\n  ".join(bad))
+PY
+echo "$want" > "$STAMP"
+echo "install: ok"
