@@ -48,13 +48,16 @@ setup(
     entry_points={
         "console_scripts": [
             "sqgan = sqgan_core.cli:main",
+            "sim_publisher = ros2_ws.sim_publisher:main",
         ],
         "sqgan.commands": [
             "codec = sqgan_core.cli.codec_commands:register",
             "demo = sqgan_core.cli.demo:register",
+            "sim = sim.cli:register",
         ],
         "sqgan.bench": [
             "codec = sqgan_core.bench:register",
+            "sim = sim.bench:register",
         ],
     },
 )
