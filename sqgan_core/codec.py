@@ -1,0 +1,163 @@
+"""Image + semantic map <-> frame bytes: the model, the bitstream and the pre/post-processing.
+
+This is the only object nodes and commands need. Any image size works: the codec pads to the next
+multiple of 16 (edge replication) and the header carries the padding, so the decoder crops back.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sqgan_core.bitstream import (
+    DOWNSAMPLE,
+    MASKED,
+    Frame,
+    FrameError,
+    FrameHeader,
+    frame_stats,
+    read_frame,
+    write_frame,
+)
+from sqgan_core.checkpoint import build_untrained, load_checkpoint, model_id_of
+from sqgan_core.config import ModelConfig
+from sqgan_core.entropy import IndexPrior
+from sqgan_core.labels import from_channel_index, validate_train_ids
+from sqgan_core.models import SQGAN, Tokens
+from sqgan_core.models.masking import keep_count
+
+# 8192 tokens = a 1024x2048 Cityscapes frame: large enough for real cameras, small enough that a
+# hostile header cannot make the RSU allocate gigabytes for attention over the token grid.
+DEFAULT_MAX_TOKENS = 8192
+
+
+@dataclass
+class EncodedFrame:
+    data: bytes
+    header: FrameHeader
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return frame_stats(self.header, len(self.data))
+
+
+@dataclass
+class DecodedFrame:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    labels: np.ndarray  # (H, W) uint8 trainIds, 255 = void
+    header: FrameHeader
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _pad_to_multiple(a: np.ndarray, f: int) -> tuple[np.ndarray, int, int]:
+    ph, pw = -a.shape[0] % f, -a.shape[1] % f
+    if ph or pw:
+        pad = [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2)
+        a = np.pad(a, pad, mode="edge")
+    return a, ph, pw
+
+
+class Codec:
+    """SQ-GAN encoder and decoder for one set of weights (on CPU unless `device` says otherwise)."""
+
+    def __init__(self, model: SQGAN, *, device: str | torch.device = "cpu", max_tokens: int = DEFAULT_MAX_TOKENS,
+                 metadata: dict[str, Any] | None = None) -> None:
+        if model.downsample != DOWNSAMPLE:
+            raise ValueError(f"frame format v1 needs a 1/{DOWNSAMPLE} token grid, model has 1/{model.downsample}")
+        self.model_id = model_id_of(model)  # before any layout change, so it matches the checkpoint's
+        self.device = torch.device(device)
+        self.model = model.to(self.device).prepare_for_inference()
+        self.max_tokens = max_tokens
+        self.metadata = dict(metadata or {})
+        jx, js = model.codebook_sizes
+        self.log2_jx, self.log2_js = jx.bit_length() - 1, js.bit_length() - 1
+        self.prior_x = IndexPrior(model.img_mq.index_prior.detach().cpu().double().numpy())
+        self.prior_s = IndexPrior(model.sem_mq.index_prior.detach().cpu().double().numpy())
+
+    # ---- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], **kwargs: Any) -> "Codec":
+        model, meta = load_checkpoint(path)
+        return cls(model, metadata={**meta, "checkpoint": str(Path(path))}, **kwargs)
+
+    @classmethod
+    def untrained(cls, config: ModelConfig | str = "small", **kwargs: Any) -> "Codec":
+        model = build_untrained(config)
+        return cls(model, metadata={"untrained": True, "config": model.config.name}, **kwargs)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    # ---- tensors <-> arrays --------------------------------------------------------------------
+    def _prepare(self, image: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be H x W x 3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+        labels = validate_train_ids(labels)
+        if labels.shape != image.shape[:2]:
+            raise ValueError(f"labels {labels.shape} and image {image.shape[:2]} differ in size")
+        h, w = image.shape[:2]
+        gh, gw = -(-h // DOWNSAMPLE), -(-w // DOWNSAMPLE)
+        if gh > 255 or gw > 255 or gh * gw > self.max_tokens:
+            raise ValueError(f"image {h}x{w} gives a {gh}x{gw} token grid; the limit is 255 per side and "
+                             f"{self.max_tokens} tokens")
+        image, ph, pw = _pad_to_multiple(image, DOWNSAMPLE)
+        labels, _, _ = _pad_to_multiple(labels, DOWNSAMPLE)
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
+        lab = torch.from_numpy(np.ascontiguousarray(labels)).to(self.device)[None].long()
+        return x, lab, ph, pw
+
+    def _header(self, tokens: Tokens, ph: int, pw: int) -> FrameHeader:
+        gh, gw = tokens.grid
+        return FrameHeader(self.model_id, gh, gw, ph, pw, int(tokens.keep_x.sum()), int(tokens.keep_s.sum()),
+                           self.log2_jx, self.log2_js)
+
+    # ---- public API ----------------------------------------------------------------------------
+    def tokens_for(self, image: np.ndarray, labels: np.ndarray, m_x: float, m_s: float) -> tuple[Tokens, int, int]:
+        x, lab, ph, pw = self._prepare(image, labels)
+        return self.model.encode(x, lab, m_x, m_s), ph, pw
+
+    def write(self, tokens: Tokens, ph: int = 0, pw: int = 0) -> EncodedFrame:
+        header = self._header(tokens, ph, pw)
+        data = write_frame(header, tokens.indices_x[0].cpu().numpy(), tokens.indices_s[0].cpu().numpy(),
+                           self.prior_x, self.prior_s)
+        return EncodedFrame(data, header)
+
+    def encode(self, image: np.ndarray, labels: np.ndarray, m_x: float, m_s: float) -> EncodedFrame:
+        """RGB uint8 image + trainId map -> frame bytes. m_x, m_s in [0, 1] (1 keeps every token)."""
+        tokens, ph, pw = self.tokens_for(image, labels, m_x, m_s)
+        return self.write(tokens, ph, pw)
+
+    def read(self, data: bytes) -> Frame:
+        return read_frame(data, self.prior_x, self.prior_s, model_id=self.model_id, max_tokens=self.max_tokens)
+
+    def tokens_of(self, frame: Frame) -> Tokens:
+        h = frame.header
+        ix = torch.from_numpy(frame.indices_x).to(self.device)[None]
+        is_ = torch.from_numpy(frame.indices_s).to(self.device)[None]
+        return Tokens(ix, is_, (h.grid_h, h.grid_w))
+
+    def reconstruct(self, tokens: Tokens, header: FrameHeader) -> DecodedFrame:
+        x_hat, s_idx = self.model.decode(tokens)
+        img = ((x_hat[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        lab = from_channel_index(s_idx[0].cpu().numpy())
+        return DecodedFrame(np.ascontiguousarray(img[: header.height, : header.width]),
+                            np.ascontiguousarray(lab[: header.height, : header.width]), header)
+
+    def decode(self, data: bytes) -> DecodedFrame:
+        """Frame bytes -> reconstructed RGB image and semantic map. Raises FrameError on bad input."""
+        frame = self.read(data)
+        return self.reconstruct(self.tokens_of(frame), frame.header)
+
+    def keep_counts(self, height: int, width: int, m_x: float, m_s: float) -> tuple[int, int]:
+        """(N_x, N_s) an image of this size gets at these fractions (N = floor(m K))."""
+        k = -(-height // DOWNSAMPLE) * -(-width // DOWNSAMPLE)
+        return keep_count(m_x, k), keep_count(m_s, k)
+
+
+__all__ = ["Codec", "EncodedFrame", "DecodedFrame", "FrameError", "MASKED"]

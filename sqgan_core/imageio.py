@@ -1,0 +1,71 @@
+"""Reading and writing the files the command line deals in: RGB images and trainId label PNGs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sqgan_core.labels import PALETTE, decolorize, validate_train_ids
+
+
+def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """Any image Pillow reads -> H x W x 3 uint8 RGB (alpha dropped, grey expanded)."""
+    img = _open(path)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
+    """A trainId PNG (8-bit grey or palette indices; 255 = void) -> H x W uint8.
+
+    A Cityscapes *colour* label image (RGB) is accepted when its colours are palette colours, since
+    people often grab the _gtFine_color.png by mistake; anything else is refused with the reason.
+    """
+    img = _open(path)
+    if img.mode in ("L", "P"):
+        return validate_train_ids(np.asarray(img, dtype=np.uint8))
+    if img.mode in ("I", "I;16", "I;16B"):
+        return validate_train_ids(np.asarray(img, dtype=np.int64))
+    if img.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        labels = decolorize(rgb)
+        black = (rgb == 0).all(-1)
+        unknown = (labels == 255) & ~black
+        if unknown.mean() > 0.01:
+            raise ValueError(f"{path}: an RGB image whose colours are not the Cityscapes palette; "
+                             "labels must be a single-channel trainId PNG (0..18, 255 = void)")
+        return labels
+    raise ValueError(f"{path}: unsupported label image mode {img.mode!r}; expected an 8-bit trainId PNG")
+
+
+def write_rgb(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
+    _parent(path)
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8), "RGB").save(path)
+
+
+def write_labels(path: str | os.PathLike[str], labels: np.ndarray) -> None:
+    """trainIds as an 8-bit palette PNG: the values are the trainIds (readable by any loader) and
+    viewers show Cityscapes colours."""
+    _parent(path)
+    img = Image.fromarray(np.asarray(labels, dtype=np.uint8), "P")
+    pal = np.zeros((256, 3), dtype=np.uint8)
+    pal[: len(PALETTE)] = PALETTE
+    img.putpalette(pal.reshape(-1).tolist())
+    img.save(path)
+
+
+def _open(path: str | os.PathLike[str]) -> Image.Image:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such image file: {p}")
+    try:
+        img = Image.open(p)
+        img.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"{p}: not a readable image ({exc})") from None
+    return img
+
+
+def _parent(path: str | os.PathLike[str]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
