@@ -13,8 +13,9 @@ from torch import nn
 
 
 def num_groups(channels: int, preferred: int = 32) -> int:
-    """Largest group count <= `preferred` that divides `channels` (GroupNorm needs an exact split)."""
-    return math.gcd(channels, preferred)
+    """Largest group count <= `preferred` that divides `channels` with >= 2 channels per group
+    (GroupNorm needs an exact split, and a 1x1 token grid with 1-channel groups has nothing to normalise)."""
+    return math.gcd(channels, preferred, max(channels // 2, 1))
 
 
 def normalize(channels: int, affine: bool = True) -> nn.GroupNorm:

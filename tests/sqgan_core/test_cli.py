@@ -1,0 +1,116 @@
+"""The `sqgan` command as a user runs it: a real subprocess through the installed console script."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sqgan_core.cli import main
+from sqgan_core.imageio import read_labels, read_rgb, write_labels, write_rgb
+
+SQGAN = [str(Path(sys.executable).with_name("sqgan"))]
+
+
+def run(*args, check=True):
+    p = subprocess.run(SQGAN + [str(a) for a in args], capture_output=True, text=True, timeout=300)
+    if check and p.returncode:
+        raise AssertionError(f"sqgan {args} failed ({p.returncode}): {p.stderr}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (80, 144, 3), dtype=np.uint8)
+    lab = np.kron(rng.integers(0, 19, (5, 9)), np.ones((16, 16), int)).astype(np.uint8)
+    write_rgb(d / "img.png", img)
+    write_labels(d / "lab.png", lab)
+    return d, img, lab
+
+
+def test_encode_info_decode_roundtrip(inputs):
+    d, img, lab = inputs
+    out = run("encode", d / "img.png", "--labels", d / "lab.png", "--mx", 0.5, "--ms", 0.25,
+              "-o", d / "f.sqg", "--untrained", "--json")
+    enc_stats = json.loads(out.stdout)
+    info = json.loads(run("info", d / "f.sqg", "--json").stdout)
+    for key in ("height", "width", "mx", "ms", "bits", "bpp", "bound_bits", "bound_bpp"):
+        assert key in info
+    assert info == enc_stats
+    assert (info["height"], info["width"]) == (80, 144)
+    assert info["mx"] == pytest.approx(22 / 45) and info["ms"] == pytest.approx(11 / 45)  # floor(m * 45)
+    assert info["bits"] == 8 * (d / "f.sqg").stat().st_size
+    run("decode", d / "f.sqg", "-o", d / "r.png", "--labels-out", d / "s.png", "--untrained")
+    assert read_rgb(d / "r.png").shape == (80, 144, 3)
+    s_hat = read_labels(d / "s.png")
+    assert s_hat.shape == (80, 144) and set(np.unique(s_hat)) <= set(range(19)) | {255}
+
+
+def test_human_readable_info(inputs):
+    d, _, _ = inputs
+    run("encode", d / "img.png", "--labels", d / "lab.png", "-o", d / "g.sqg", "--untrained")
+    out = run("info", d / "g.sqg").stdout
+    assert "paper bound" in out and "bpp" in out
+
+
+def test_untrained_model_is_never_used_silently(inputs):
+    d, _, _ = inputs
+    p = run("encode", d / "img.png", "--labels", d / "lab.png", "-o", d / "x.sqg", check=False)
+    from sqgan_core.checkpoint import default_checkpoint
+    if default_checkpoint() is None:
+        assert p.returncode == 2 and "--untrained" in p.stderr and "Traceback" not in p.stderr
+        assert not (d / "x.sqg").exists()
+    else:
+        assert p.returncode == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["encode", "{d}/missing.png", "--labels", "{d}/lab.png", "-o", "{d}/y.sqg", "--untrained"], "no such image"),
+    (["encode", "{d}/img.png", "--labels", "{d}/img.png", "-o", "{d}/y.sqg", "--untrained"], "palette"),
+    (["encode", "{d}/img.png", "--labels", "{d}/lab.png", "--mx", "2", "-o", "{d}/y.sqg", "--untrained"], "[0, 1]"),
+    (["decode", "{d}/img.png", "-o", "{d}/y.png", "--untrained"], "magic"),
+    (["info", "{d}/nothing.sqg"], "cannot read"),
+    (["decode", "{d}/f.sqg", "-o", "{d}/y.png", "--model", "{d}/nope.pt"], "checkpoint not found"),
+    (["encode", "{d}/img.png", "--labels", "{d}/lab.png", "-o", "{d}/y.sqg", "--untrained", "--config", "huge"],
+     "unknown model config"),
+])
+def test_errors_are_clear_and_traceback_free(inputs, argv, message):
+    d, _, _ = inputs
+    if not (d / "f.sqg").exists():
+        test_encode_info_decode_roundtrip(inputs)
+    p = run(*[a.format(d=d) for a in argv], check=False)
+    assert p.returncode == 2, p.stderr
+    assert message in p.stderr and "Traceback" not in p.stderr
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for cmd in ("encode", "decode", "info", "bench"):
+        assert cmd in text
+
+
+def test_frame_from_a_different_model_is_refused(inputs, tmp_path):
+    d, _, _ = inputs
+    from sqgan_core.checkpoint import build_untrained, save_checkpoint
+    save_checkpoint(tmp_path / "other.pt", build_untrained("small", seed=9))
+    run("encode", d / "img.png", "--labels", d / "lab.png", "-o", tmp_path / "o.sqg", "--model", tmp_path / "other.pt")
+    p = run("decode", tmp_path / "o.sqg", "-o", tmp_path / "o.png", "--untrained", check=False)
+    assert p.returncode == 2 and "encoded by model" in p.stderr
+
+
+def test_bench_codec_prints_json():
+    p = run("bench", "codec", "--untrained", "--height", "64", "--width", "128", "--iters", "2", "--warmup", "1",
+            "--json")
+    r = json.loads(p.stdout)
+    cpu = r["devices"]["cpu"]
+    for stage in ("encoders", "samm_vq", "entropy_encode", "entropy_decode", "adm", "decoders"):
+        assert cpu["stages_ms"][stage]["p50"] > 0 and cpu["stages_ms"][stage]["p95"] >= cpu["stages_ms"][stage]["p50"]
+    assert cpu["end_to_end_ms"]["p50"] > 0
+    assert r["params"]["total"] > r["params"]["image_decoder"] > 0
+    assert r["untrained"] is True and r["config"] == "small"
+    assert "cuda" in r["devices"]  # either timings or {"available": false}

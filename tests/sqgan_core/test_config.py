@@ -1,0 +1,50 @@
+import pytest
+
+from sqgan_core.config import ConfigError, load_config, parse_config, resolve_config_path
+
+
+def test_shipped_configs_load_with_paper_dimensions():
+    paper = load_config("paper")
+    assert paper.image.z_channels == 256 and paper.image.codebook_size == 1024
+    assert paper.image.ch == 128 and paper.image.ch_mult == (1, 1, 2, 2, 4)
+    assert paper.image.attn_levels == (4,) and paper.image.adm_depth == 8
+    assert paper.downsample == 16
+    small = load_config("small")
+    assert small.downsample == 16 and small.image.codebook_size == 1024
+
+
+def test_pipeline_overrides_apply_per_stream():
+    cfg = parse_config({"name": "t", "network": {"ch": 8}, "semantic": {"z_channels": 32}})
+    assert cfg.semantic.z_channels == 32 and cfg.image.z_channels == 256
+    assert cfg.semantic.ch == cfg.image.ch == 8
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"name": "t", "network": {"chh": 8}}, "chh"),
+    ({"name": "t", "network": {"codebook_size": 1000}}, "codebook_size"),
+    ({"name": "t", "network": {"ch_mult": [1, 2, 4]}}, "ch_mult"),
+    ({"name": "t", "network": {"adm_heads": 3}}, "adm_heads"),
+    ({"name": "t", "network": {"ema_decay": 1.5}}, "ema_decay"),
+    ({"name": "t", "network": {"ch": "wide"}}, "ch"),
+    ({"name": "t", "num_classes": 35}, "num_classes"),
+    ({"name": "t", "extra": 1}, "extra"),
+    ({"network": {}}, "name"),
+])
+def test_bad_values_name_the_field(data, field):
+    with pytest.raises(ConfigError, match=field):
+        parse_config(data, "cfg.yaml")
+
+
+def test_bad_yaml_and_missing_files_are_clear(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="unknown model config 'nope'"):
+        resolve_config_path("nope")
+    notmap = tmp_path / "list.yaml"
+    notmap.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(notmap)
