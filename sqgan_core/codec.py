@@ -108,6 +108,10 @@ class Codec:
                              f"{self.max_tokens} tokens")
         image, ph, pw = _pad_to_multiple(image, DOWNSAMPLE)
         labels, _, _ = _pad_to_multiple(labels, DOWNSAMPLE)
+        if not image.flags.writeable:  # e.g. np.asarray(PIL image); torch wants writable memory
+            image = image.copy()
+        if not labels.flags.writeable:
+            labels = labels.copy()
         x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
         lab = torch.from_numpy(np.ascontiguousarray(labels)).to(self.device)[None].long()
         return x, lab, ph, pw
