@@ -16,7 +16,8 @@ test-all: install
 	$(PY) -m pytest -q
 
 demo: install
-	$(SQGAN) demo --out $(DEMO)
+	$(SQGAN) sim export --frames 8 --seed 9001 --out $(DEMO)/frames
+	$(SQGAN) codec-demo --data $(DEMO)/frames --out $(DEMO) --untrained
 
 bench: install
 	$(SQGAN) bench codec --config small --json

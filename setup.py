@@ -53,7 +53,7 @@ setup(
         ],
         "sqgan.commands": [
             "codec = sqgan_core.cli.codec_commands:register",
-            "demo = sqgan_core.cli.demo:register",
+            "codec-demo = sqgan_core.cli.codec_demo:register",
             "sim = sim.cli:register",
         ],
         "sqgan.bench": [

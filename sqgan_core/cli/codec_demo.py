@@ -1,4 +1,4 @@
-"""`sqgan demo`: the main job at the codec stage. Encode and decode sample frames at several rates,
+"""`sqgan codec-demo`: the codec on its own (the first stage of `make demo`). Encode and decode sample frames at several rates,
 report sizes against the paper's bound, quality and time, and write a picture strip and a rate plot.
 
 It reads frames in the Cityscapes layout (the Makefile first exports simulator frames there), so the
@@ -30,7 +30,7 @@ def _rates(text: str) -> list[tuple[float, float]]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="encode + decode sample frames and report sizes against the paper's bound",
+    p = sub.add_parser("codec-demo", help="encode + decode sample frames and report sizes against the paper's bound",
                        description="Codec demo: frames from a Cityscapes-layout directory are encoded and decoded "
                                    "at several (m_x, m_s); writes summary.json, strip.png and rate.png to --out.")
     p.add_argument("--data", type=Path, required=True, help="Cityscapes-layout root (e.g. from `sqgan sim export`)")

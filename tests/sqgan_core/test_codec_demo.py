@@ -20,7 +20,7 @@ def make_cityscapes(root, n=3, h=64, w=128, split="val", city="town01"):
 
 def test_demo_writes_summary_strip_and_plot(tmp_path, capsys):
     make_cityscapes(tmp_path / "data")
-    rc = main(["demo", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--frames", "2",
+    rc = main(["codec-demo", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--frames", "2",
                "--rates", "0.2,0.2;0.5,0.5", "--untrained"])
     assert rc == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -49,5 +49,5 @@ def test_loader_reports_missing_labels_and_empty_dirs(tmp_path):
 
 
 def test_demo_on_missing_data_is_a_clean_error(tmp_path, capsys):
-    assert main(["demo", "--data", str(tmp_path / "nothing"), "--untrained"]) == 2
+    assert main(["codec-demo", "--data", str(tmp_path / "nothing"), "--untrained"]) == 2
     assert "leftImg8bit" in capsys.readouterr().err
