@@ -54,6 +54,7 @@ setup(
         "sqgan.commands": [
             "codec = sqgan_core.cli.codec_commands:register",
             "codec-demo = sqgan_core.cli.codec_demo:register",
+            "train = sqgan_core.cli.train_commands:register",
             "sim = sim.cli:register",
         ],
         "sqgan.bench": [

@@ -1,0 +1,121 @@
+"""`sqgan train semantic | image | finetune | priors`: the paper's three stages and the prior fit.
+
+Distributed: `torchrun --nproc_per_node N --no-python sqgan train ...` (gloo on CPU, nccl on GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sqgan_core.cli import CommandError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train SQ-GAN (stages semantic, image, finetune) and fit priors",
+                       description="Stage 1 'semantic' trains G_s; stage 2 'image' trains G_x on the true map; "
+                                   "stage 3 'finetune' trains G_x on s_hat with G_s frozen; 'priors' fits the "
+                                   "entropy coder's index priors from code usage.")
+    stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for stage, text in (("semantic", "stage 1: G_s with weighted cross-entropy"),
+                        ("image", "stage 2: G_x with the true semantic map"),
+                        ("finetune", "stage 3: G_x on s_hat, G_s frozen; fits the priors at the end")):
+        s = stages.add_parser(stage, help=text, description=text)
+        s.add_argument("--data", type=Path, required=True, help="Cityscapes-layout root for training")
+        s.add_argument("--split", default="train", help="training split (default train)")
+        s.add_argument("--val-data", type=Path, help="validation root (default: --data)")
+        s.add_argument("--val-split", default="val", help="validation split (default val)")
+        s.add_argument("--out", type=Path, required=True, help="run directory (model.pt, train_state.pt, logs)")
+        s.add_argument("--config", default="small", help="model config for a fresh stage-1 run (default small)")
+        s.add_argument("--init", type=Path, help="checkpoint to start from (required for image/finetune)")
+        s.add_argument("--train-config", type=Path, help="training YAML (configs/train/...)")
+        s.add_argument("--steps", type=int, help="override the config's step count")
+        s.add_argument("--resume", action="store_true", help="continue the run in --out")
+        s.add_argument("--device", default="cpu")
+        s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+        s.set_defaults(func=_train)
+    s = stages.add_parser("priors", help="fit index priors from code usage and store them in a checkpoint")
+    s.add_argument("--model", type=Path, required=True)
+    s.add_argument("--data", type=Path, required=True)
+    s.add_argument("--split", default="train")
+    s.add_argument("--frames", type=int, default=500)
+    s.add_argument("-o", "--output", type=Path, required=True)
+    s.set_defaults(func=_priors)
+
+
+def _pairs(root: Path, split: str | None):
+    from sqgan_core.data import CityscapesPairs, DatasetError
+
+    try:
+        return CityscapesPairs(root, split).pairs
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from sqgan_core.checkpoint import CheckpointError, build_untrained, load_checkpoint
+    from sqgan_core.config import ConfigError
+    from sqgan_core.training.config import load_train_config
+    from sqgan_core.training.trainer import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = load_train_config(args.train_config)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    if args.steps:
+        cfg.steps = args.steps
+    train = _pairs(args.data, args.split)
+    val = _pairs(args.val_data or args.data, args.val_split)
+    resuming = args.resume and (args.out / "train_state.pt").is_file()
+    meta = {"train_data": str(args.data), "train_frames": len(train), "val_data": str(args.val_data or args.data)}
+    try:
+        if args.init:
+            model, prev = load_checkpoint(args.init)
+            meta["init"] = str(args.init)
+            meta["history"] = list(prev.get("history", [])) + [{k: prev[k] for k in ("stage", "step") if k in prev}]
+        elif args.stage != "semantic" and not resuming:
+            raise CommandError(f"stage {args.stage!r} continues an earlier stage: pass --init CHECKPOINT")
+        else:
+            model = build_untrained(args.config, seed=0)
+    except (CheckpointError, ConfigError) as exc:
+        raise CommandError(str(exc)) from None
+    trainer = Trainer(args.stage, model, cfg, train, val, args.out, device=args.device, metadata=meta)
+    if resuming:
+        trainer.resume()
+        print(f"resumed {args.out} at step {trainer.step}", file=sys.stderr)
+    elif args.resume:
+        print(f"nothing to resume in {args.out}; starting fresh", file=sys.stderr)
+    print(f"perceptual term: {trainer.perceptual.detail}", file=sys.stderr)
+    result = trainer.run()
+    if args.stage == "finetune" and trainer.dist.main:
+        from sqgan_core.checkpoint import save_checkpoint
+        from sqgan_core.training.priors import apply_priors, count_code_usage
+
+        cx, cs = count_code_usage(trainer.model, train[:500], device=args.device)
+        stats = apply_priors(trainer.model, cx, cs)
+        save_checkpoint(trainer.model_path, trainer.model, {**trainer.checkpoint_metadata(), "priors": stats})
+        result.update(stats)
+    if trainer.dist.main:
+        print(json.dumps({"stage": args.stage, "step": trainer.step, "model": str(trainer.model_path), **result}))
+    return 0
+
+
+def _priors(args: argparse.Namespace) -> int:
+    from sqgan_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from sqgan_core.training.priors import apply_priors, count_code_usage
+
+    try:
+        model, meta = load_checkpoint(args.model)
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from None
+    pairs = _pairs(args.data, args.split)[: args.frames]
+    cx, cs = count_code_usage(model, pairs)
+    stats = apply_priors(model, cx, cs)
+    save_checkpoint(args.output, model, {**meta, "priors": stats, "priors_data": str(args.data)})
+    print(json.dumps({"model": str(args.output), **stats}))
+    return 0

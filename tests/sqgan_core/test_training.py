@@ -1,0 +1,188 @@
+"""Training machinery on tiny models and frames: every stage runs, resumes, logs, checkpoints; the
+augmentation keeps labels valid; priors cut bits; DDP works on CPU with gloo and 2 processes."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from sqgan_core.checkpoint import load_checkpoint
+from sqgan_core.cli import main
+from sqgan_core.codec import Codec
+from sqgan_core.imageio import write_labels, write_rgb
+from sqgan_core.labels import VOID, class_id
+from sqgan_core.training.augment import RELEVANT, colour_jitter, copy_paste, geometric, sample_keep_fraction, AugmentConfig
+from sqgan_core.training.losses import class_weight_table, relevance_reinjection, weighted_cross_entropy
+
+TINY_MODEL = {"name": "tiny", "network": {"ch": 8, "ch_mult": [1, 1, 2, 2, 2], "num_res_blocks": 1,
+                                          "z_channels": 16, "codebook_size": 64, "spade_hidden": 8,
+                                          "adm_depth": 1, "adm_heads": 2}}
+TINY_TRAIN = {"batch_size": 2, "crop": [32, 64], "steps": 4, "disc_start": 2, "val_every": 2, "val_frames": 2,
+              "ckpt_every": 2, "max_paste": 3}
+
+
+def _scene(rng, h=64, w=128):
+    lab = np.full((h, w), class_id("road"), np.uint8)
+    lab[: h // 3] = class_id("sky")
+    lab[h // 3: h // 2, : w // 2] = class_id("building")
+    y, x = rng.integers(h // 3, h - 8), rng.integers(0, w - 8)
+    lab[y:y + 6, x:x + 4] = class_id("traffic light")
+    lab[h - 10: h - 2, 10:20] = class_id("car")
+    img = (np.stack([lab * 9 % 255, lab * 37 % 255, lab * 71 % 255], -1) + rng.integers(0, 20, (h, w, 3))).astype(np.uint8)
+    return img, lab
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("frames")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 2)):
+        for i in range(n):
+            img, lab = _scene(rng)
+            write_rgb(root / "leftImg8bit" / split / "t" / f"t_{i:06d}_000000_leftImg8bit.png", img)
+            write_labels(root / "gtFine" / split / "t" / f"t_{i:06d}_000000_gtFine_labelTrainIds.png", lab)
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY_MODEL))
+    (root / "train.yaml").write_text(yaml.safe_dump(TINY_TRAIN))
+    return root
+
+
+def _train(dataset, stage, out, *extra):
+    return main(["train", stage, "--data", str(dataset), "--out", str(out), "--config", str(dataset / "tiny.yaml"),
+                 "--train-config", str(dataset / "train.yaml"), *map(str, extra)])
+
+
+def test_three_stages_priors_and_resume(dataset, tmp_path, capsys):
+    assert _train(dataset, "semantic", tmp_path / "s1") == 0
+    _, meta = load_checkpoint(tmp_path / "s1" / "model.pt")
+    assert meta["stage"] == "semantic" and meta["step"] == 4 and "last_val_miou_shat_m0.5" in meta
+    rows = list(csv.DictReader((tmp_path / "s1" / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and float(rows[-1]["d"]) != 0.0  # GAN on from step 2
+    # resume: continue to 6 steps, the log grows instead of restarting
+    assert _train(dataset, "semantic", tmp_path / "s1", "--resume", "--steps", "6") == 0
+    rows = list(csv.DictReader((tmp_path / "s1" / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+
+    assert _train(dataset, "image", tmp_path / "s2", "--init", tmp_path / "s1" / "model.pt") == 0
+    m2, meta2 = load_checkpoint(tmp_path / "s2" / "model.pt")
+    assert meta2["perceptual"]["kind"] in ("substitute", "lpips")
+    if meta2["perceptual"]["kind"] == "substitute":
+        assert "substitute" in meta2["perceptual"]["detail"]
+    m1, _ = load_checkpoint(tmp_path / "s1" / "model.pt")
+    # stage 2 leaves the semantic pipeline untouched
+    for k, v in m1.state_dict().items():
+        if k.startswith("sem_"):
+            assert torch.equal(v, m2.state_dict()[k]), k
+
+    capsys.readouterr()
+    assert _train(dataset, "finetune", tmp_path / "s3", "--init", tmp_path / "s2" / "model.pt") == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["stage"] == "finetune" and "bits_per_index_x" in result
+    m3, meta3 = load_checkpoint(tmp_path / "s3" / "model.pt")
+    assert meta3["priors"]["used_codes_x"] >= 1
+    assert not torch.allclose(m3.img_mq.index_prior, torch.full_like(m3.img_mq.index_prior, 1 / 64))
+    # the result is a working codec
+    codec = Codec.from_checkpoint(tmp_path / "s3" / "model.pt")
+    img, lab = _scene(np.random.default_rng(5))
+    out = codec.decode(codec.encode(img, lab, 0.5, 0.5).data)
+    assert out.image.shape == img.shape
+
+
+def test_later_stages_need_an_init(dataset, tmp_path, capsys):
+    assert _train(dataset, "image", tmp_path / "x") == 2
+    assert "--init" in capsys.readouterr().err
+
+
+def test_fitted_priors_cut_bits(dataset, tmp_path):
+    from sqgan_core.checkpoint import build_untrained, save_checkpoint
+    from sqgan_core.config import parse_config
+    from sqgan_core.models import SQGAN
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", SQGAN(parse_config(TINY_MODEL)))
+    assert main(["train", "priors", "--model", str(tmp_path / "m.pt"), "--data", str(dataset),
+                 "-o", str(tmp_path / "p.pt")]) == 0
+    img, lab = _scene(np.random.default_rng(1))
+    before = Codec.from_checkpoint(tmp_path / "m.pt").encode(img, lab, 0.5, 0.5).stats["bits"]
+    after = Codec.from_checkpoint(tmp_path / "p.pt").encode(img, lab, 0.5, 0.5).stats["bits"]
+    assert after < before
+
+
+def test_copy_paste_adds_lights_without_covering_relevant_objects():
+    rng = np.random.default_rng(0)
+    imgs, labs = zip(*[_scene(rng) for _ in range(4)])
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float()
+    y = torch.from_numpy(np.stack(labs).astype(np.int64))
+    x2, y2, n = copy_paste(x, y, np.random.default_rng(1), max_paste=25)
+    assert n > 0
+    light = class_id("traffic light")
+    assert (y2 == light).sum() > (y == light).sum()
+    # relevant pixels that existed before are still there (nothing was pasted over them)
+    rel = torch.isin(y, torch.tensor(RELEVANT))
+    assert torch.equal(y2[rel], y[rel])
+    changed = (y2 != y)
+    assert torch.isin(y2[changed], torch.tensor([light, class_id("traffic sign")])).all()
+    # image pixels change only where labels were pasted
+    assert torch.equal((x2 != x).any(dim=1) & ~changed, torch.zeros_like(changed))
+
+
+def test_geometric_and_colour_keep_valid_ranges():
+    rng = np.random.default_rng(0)
+    img, lab = _scene(rng)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1
+    y = torch.from_numpy(lab.astype(np.int64))[None]
+    cfg = AugmentConfig(rotate_deg=20)
+    x2, y2 = geometric(x.repeat(3, 1, 1, 1), y.repeat(3, 1, 1), rng, cfg)
+    assert x2.shape == (3, 3, 64, 128) and y2.shape == (3, 64, 128)
+    values = set(torch.unique(y2).tolist())
+    assert values <= set(np.unique(lab).tolist()) | {VOID}
+    x3 = colour_jitter(x2, rng, cfg)
+    assert x3.min() >= -1 and x3.max() <= 1
+
+
+def test_keep_fractions_span_5_to_100_percent_with_mean_near_35():
+    rng = np.random.default_rng(0)
+    m = np.array([sample_keep_fraction(rng) for _ in range(20000)])
+    assert m.min() >= 0.05 and m.max() <= 1.0
+    assert 0.32 <= m.mean() <= 0.38
+
+
+def test_losses_follow_the_class_weights():
+    table = class_weight_table({"traffic light": 1.0, "sky": 0.0, "_other": 0.5})
+    assert table[class_id("sky")] == 0 and table[class_id("car")] == 0.5 and table[-1] == 0
+    logits = torch.zeros(1, 20, 2, 2)
+    lab = torch.tensor([[[class_id("sky"), class_id("sky")], [VOID, VOID]]])
+    assert weighted_cross_entropy(logits, lab, table) == 0  # only zero-weight pixels
+    x, x_hat = torch.ones(1, 3, 1, 2), torch.zeros(1, 3, 1, 2)
+    lab2 = torch.tensor([[[class_id("sky"), class_id("person")]]])
+    fake = relevance_reinjection(x_hat, x, lab2)
+    assert fake[0, 0, 0, 0].item() == pytest.approx(0.9) and fake[0, 0, 0, 1].item() == 0.0
+
+
+def test_bad_training_yaml_names_the_field(dataset, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch_size: 2\ncrop: [30, 64]\n")
+    assert main(["train", "semantic", "--data", str(dataset), "--out", str(tmp_path / "o"),
+                 "--train-config", str(bad)]) == 2
+    assert "crop" in capsys.readouterr().err
+
+
+def test_ddp_on_cpu_with_gloo_two_processes(dataset, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    sqgan = str(Path(sys.executable).with_name("sqgan"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "--no-python", sqgan, "train", "image", "--data", str(dataset), "--out", str(tmp_path / "ddp"),
+           "--init", str(tmp_path / "init.pt"), "--train-config", str(dataset / "train.yaml")]
+    from sqgan_core.checkpoint import save_checkpoint
+    from sqgan_core.config import parse_config
+    from sqgan_core.models import SQGAN
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "init.pt", SQGAN(parse_config(TINY_MODEL)))
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    _, meta = load_checkpoint(tmp_path / "ddp" / "model.pt")
+    assert meta["world_size"] == 2 and meta["step"] == 4
