@@ -25,3 +25,15 @@ def small() -> ScenarioConfig:
 def make_small():
     """Factory fixture: `make_small(seed=2, weather={...})` (tests cannot import conftest in importlib mode)."""
     return small_config
+
+
+@pytest.fixture(scope="session")
+def carla_standin():
+    """The stand-in `carla` module factory (tests/sim/carla_standin.py; NOT CARLA)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("carla_standin", Path(__file__).with_name("carla_standin.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,0 +1,276 @@
+"""CARLA bridge: the same `FrameSource` protocol and `SimFrame`s as the embedded simulator,
+from a CARLA server (0.9.13 or newer, 0.10 included).
+
+Connects with the `carla` Python API (optional dependency, imported lazily), loads the
+scenario's town, spawns the ego vehicle (`role_name` attribute) with an RGB and a
+semantic-segmentation camera at the scenario's intrinsics, runs synchronous mode at 0.05 s and
+drives with the Traffic Manager's autopilot or along the scenario route on map waypoints.
+
+There is no version lock (the official ROS bridge exits unless carla == 0.9.13): any client from
+0.9.13 is accepted; a client/server mismatch is reported as a warning, and the semantic tag set
+is chosen from the *server* version, which is what renders the tags.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import time
+import warnings
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from sim.carla_tags import bgra_to_rgb, parse_version, tag_set_for_version, tags_to_train_ids
+from sim.frame import TICK_SECONDS, Pose, SimFrame
+from sim.scenario import ScenarioConfig
+from sim.source import SourceBase
+
+MIN_VERSION = (0, 9, 13)
+
+
+class CarlaUnavailable(ImportError):
+    """The carla Python package is missing or too old."""
+
+
+class CarlaConnectionError(ConnectionError):
+    """The CARLA server could not be reached within the configured timeout."""
+
+
+def import_carla() -> ModuleType:
+    try:
+        import carla  # noqa: PLC0415 - optional dependency, imported only when the bridge is used
+    except ImportError as exc:
+        raise CarlaUnavailable(
+            f"the carla Python package is not installed ({exc}); install the client matching your server, "
+            "e.g. `pip install carla==0.9.16` (any version from 0.9.13 works)") from None
+    return carla
+
+
+def weather_parameters(carla: ModuleType, cfg: ScenarioConfig) -> Any:
+    """Scenario weather -> carla.WeatherParameters (sun altitude from the time of day)."""
+    w = cfg.weather
+    alt = 62.0 * math.sin(math.pi * (w.time_of_day - 6.0) / 12.0)
+    az = w.sun_azimuth if w.sun_azimuth is not None else (cfg.seed * 137.5) % 360.0
+    return carla.WeatherParameters(cloudiness=100.0 * w.cloudiness, precipitation=100.0 * w.rain,
+                                   precipitation_deposits=80.0 * w.rain, wetness=100.0 * w.rain,
+                                   fog_density=100.0 * w.fog, sun_altitude_angle=alt, sun_azimuth_angle=az)
+
+
+class CarlaSource(SourceBase):
+    """Frames from a CARLA server in synchronous mode (see module docstring)."""
+
+    def __init__(self, config: ScenarioConfig, carla_module: ModuleType | None = None) -> None:
+        self.config = config
+        self.carla = carla_module or import_carla()
+        carla = self.carla
+        c = config.carla
+        self.camera = config.camera.intrinsics()
+        self.role_name = config.ego.role_name
+        self.max_frames = config.frames
+        self.actors: list[Any] = []
+        self.sensors: list[Any] = []
+        self.index = -1
+        self._closed = False
+        self._original_settings = None
+        client_version = str(getattr(carla, "__version__", "") or "")
+        self.client = carla.Client(c.host, c.port)
+        self.client.set_timeout(c.timeout)
+        t0 = time.monotonic()
+        try:
+            self.server_version = str(self.client.get_server_version())
+            self.world = self.client.get_world()
+        except RuntimeError as exc:
+            raise CarlaConnectionError(
+                f"could not reach a CARLA server at {c.host}:{c.port} within {c.timeout:g} s "
+                f"(waited {time.monotonic() - t0:.1f} s): {exc}. Start the server (CarlaUE4.sh / CarlaUnreal.sh) "
+                "or set carla.host / carla.port in the scenario") from None
+        try:
+            client_version = str(self.client.get_client_version())
+        except Exception:  # noqa: BLE001 - very old clients lack it; only used for the warning
+            pass
+        self.client_version = client_version
+        if parse_version(self.server_version) < MIN_VERSION:
+            raise CarlaUnavailable(f"CARLA server {self.server_version} is older than 0.9.13, which this bridge needs")
+        if client_version and parse_version(client_version)[:3] != parse_version(self.server_version)[:3]:
+            warnings.warn(f"carla client {client_version} and server {self.server_version} differ; continuing "
+                          "(no version lock), but install the matching client if the API misbehaves",
+                          RuntimeWarning, stacklevel=2)
+        self.tag_set = tag_set_for_version(self.server_version) if c.tag_set == "auto" else c.tag_set
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        carla, cfg, c = self.carla, self.config, self.config.carla
+        if c.town and not self.world.get_map().name.endswith(c.town):
+            self.world = self.client.load_world(c.town)
+        self._original_settings = self.world.get_settings()
+        settings = self.world.get_settings()
+        settings.synchronous_mode = True
+        settings.fixed_delta_seconds = TICK_SECONDS
+        self.world.apply_settings(settings)
+        self.tm = self.client.get_trafficmanager(c.tm_port)
+        self.tm.set_synchronous_mode(True)
+        if hasattr(self.tm, "set_random_device_seed"):
+            self.tm.set_random_device_seed(cfg.seed)
+        self.world.set_weather(weather_parameters(carla, cfg))
+        rng = np.random.default_rng(cfg.seed)
+        lib = self.world.get_blueprint_library()
+        vehicles = [bp for bp in lib.filter(c.vehicle_filter)]
+        if not vehicles:
+            raise RuntimeError(f"no vehicle blueprint matches carla.vehicle_filter {c.vehicle_filter!r}")
+        spawn_points = list(self.world.get_map().get_spawn_points())
+        if not spawn_points:
+            raise RuntimeError("the CARLA map has no spawn points")
+        order = rng.permutation(len(spawn_points))
+        ego_bp = vehicles[int(rng.integers(len(vehicles)))]
+        if ego_bp.has_attribute("role_name"):
+            ego_bp.set_attribute("role_name", self.role_name)
+        self.ego = None
+        for k in order:
+            self.ego = self.world.try_spawn_actor(ego_bp, spawn_points[int(k)])
+            if self.ego is not None:
+                used = int(k)
+                break
+        if self.ego is None:
+            raise RuntimeError("could not spawn the ego vehicle at any spawn point (all occupied?)")
+        self.actors.append(self.ego)
+        mount = carla.Transform(carla.Location(x=cfg.ego.mount_x, z=cfg.ego.mount_z),
+                                carla.Rotation(pitch=cfg.ego.pitch))
+        self.queues: dict[str, queue.Queue] = {}
+        for name, bp_id in (("rgb", "sensor.camera.rgb"), ("semantic", "sensor.camera.semantic_segmentation")):
+            bp = lib.find(bp_id)
+            bp.set_attribute("image_size_x", str(self.camera.width))
+            bp.set_attribute("image_size_y", str(self.camera.height))
+            bp.set_attribute("fov", str(self.camera.fov))
+            if bp.has_attribute("role_name"):
+                bp.set_attribute("role_name", name)
+            sensor = self.world.spawn_actor(bp, mount, attach_to=self.ego)
+            q: queue.Queue = queue.Queue()
+            sensor.listen(q.put)
+            self.sensors.append(sensor)
+            self.queues[name] = q
+        if c.drive == "autopilot":
+            self.ego.set_autopilot(True, c.tm_port)
+            if hasattr(self.tm, "set_desired_speed"):
+                self.tm.set_desired_speed(self.ego, cfg.ego.speed * 3.6)
+            if hasattr(self.tm, "ignore_lights_percentage"):
+                self.tm.ignore_lights_percentage(self.ego, 0.0 if cfg.ego.obey_traffic_lights else 100.0)
+        else:
+            if hasattr(self.ego, "set_simulate_physics"):
+                self.ego.set_simulate_physics(False)
+            self.waypoint = self.world.get_map().get_waypoint(spawn_points[used].location)
+            self.route_i = 0
+        if c.spawn_npcs:
+            n = int(round(cfg.traffic.vehicles * cfg.traffic.density))
+            for k in order[: n + 1]:
+                if int(k) == used:
+                    continue
+                bp = vehicles[int(rng.integers(len(vehicles)))]
+                if bp.has_attribute("role_name"):
+                    bp.set_attribute("role_name", "autopilot")
+                npc = self.world.try_spawn_actor(bp, spawn_points[int(k)])
+                if npc is not None:
+                    npc.set_autopilot(True, c.tm_port)
+                    self.actors.append(npc)
+        self.world.tick()  # let spawned actors settle; the first returned frame is the next tick
+        self._drain()
+
+    def _drain(self) -> None:
+        for q in self.queues.values():
+            while not q.empty():
+                q.get_nowait()
+
+    # -- driving along the scenario route -----------------------------------------------------
+    def _advance_route(self) -> None:
+        route = self.config.ego.route
+        dist = self.config.ego.speed * TICK_SECONDS
+        wp = self.waypoint
+        options = list(wp.next(max(dist, 0.01)))
+        if not options:
+            return
+        if len(options) > 1:
+            if isinstance(route, list):
+                want = route[self.route_i % len(route)]
+                self.route_i += 1
+            elif route == "loop":
+                want = ("straight", "straight", "right")[self.route_i % 3]
+                self.route_i += 1
+            else:
+                want = ("straight", "left", "right")[int(np.random.default_rng([self.config.seed, self.index]).integers(3))]
+            yaw0 = wp.transform.rotation.yaw
+
+            def turn(w) -> float:
+                ahead = w.next(15.0)
+                y = (ahead[0] if ahead else w).transform.rotation.yaw
+                return (y - yaw0 + 180.0) % 360.0 - 180.0
+
+            key = {"straight": lambda w: abs(turn(w)), "left": lambda w: turn(w), "right": lambda w: -turn(w)}[want]
+            options.sort(key=key)  # CARLA yaw grows clockwise: left turns are negative
+        self.waypoint = options[0]
+        t = self.waypoint.transform
+        self.ego.set_transform(self.carla.Transform(self.carla.Location(x=t.location.x, y=t.location.y,
+                                                                        z=t.location.z + 0.05), t.rotation))
+
+    # -- ticking --------------------------------------------------------------------------------
+    def _wait(self, name: str, frame: int) -> Any:
+        deadline = time.monotonic() + self.config.carla.timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"CARLA {name} camera image for frame {frame} not received within "
+                                   f"{self.config.carla.timeout:g} s")
+            try:
+                img = self.queues[name].get(timeout=left)
+            except queue.Empty:
+                continue
+            if img.frame == frame:
+                return img
+            if img.frame > frame:
+                raise RuntimeError(f"CARLA {name} camera skipped frame {frame} (got {img.frame})")
+            # an older frame (left over from before this tick): drop it
+
+    def step(self) -> SimFrame:
+        if self._closed:
+            raise RuntimeError("CARLA source is closed")
+        if self.config.carla.drive == "route":
+            self._advance_route()
+        frame_id = self.world.tick()
+        rgb_img = self._wait("rgb", frame_id)
+        sem_img = self._wait("semantic", frame_id)
+        self.index += 1
+        rgb = bgra_to_rgb(rgb_img.raw_data, rgb_img.width, rgb_img.height)
+        tags = np.frombuffer(sem_img.raw_data, np.uint8).reshape(sem_img.height, sem_img.width, 4)[:, :, 2]
+        labels = tags_to_train_ids(tags, self.tag_set)
+        tr = self.ego.get_transform()
+        v = self.ego.get_velocity()
+        pose = Pose(tr.location.x, tr.location.y, tr.location.z, tr.rotation.roll, tr.rotation.pitch, tr.rotation.yaw)
+        return SimFrame(rgb=rgb, labels=labels, stamp=float(rgb_img.timestamp), index=self.index, camera=self.camera,
+                        ego_pose=pose, ego_speed=math.sqrt(v.x * v.x + v.y * v.y + v.z * v.z), source="carla")
+
+    def close(self) -> None:
+        """Stop sensors, destroy spawned actors and restore the server's previous settings."""
+        if self._closed:
+            return
+        self._closed = True
+        for s in self.sensors:
+            try:
+                s.stop()
+            except Exception:  # noqa: BLE001 - best-effort clean-up on a possibly dead server
+                pass
+        for a in self.sensors + self.actors[::-1]:
+            try:
+                a.destroy()
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            if getattr(self, "tm", None) is not None:
+                self.tm.set_synchronous_mode(False)
+            if self._original_settings is not None:
+                self.world.apply_settings(self._original_settings)
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,323 @@
+"""STAND-IN for the `carla` Python API -- this is NOT CARLA.
+
+No CARLA server can run on our machines (it needs a GPU and a multi-GB download), so the bridge
+is tested against this module, which implements only the subset of the carla 0.9.x API that
+sim/carla_bridge.py calls, with CARLA's documented behaviour: synchronous ticks returning frame
+ids, sensors delivering BGRA `Image`s through `listen()` callbacks, semantic images carrying the
+tag in the red channel, `Image.convert(ColorConverter.CityScapesPalette)` replacing tags by
+palette colours, `Client.get_world()` raising RuntimeError after the client timeout when no
+server answers. The tag numbering and colours per version come from sim.carla_tags, so what this
+stand-in verifies is the bridge's plumbing and version handling, not CARLA's renderer.
+
+Use `make(version="0.9.16", reachable=True)` to get a fresh module object.
+"""
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+import time
+import types
+
+import numpy as np
+
+from sim.carla_tags import TAG_SETS, tag_set_for_version
+
+IS_STANDIN = True
+
+
+def make(version: str = "0.9.16", reachable: bool = True, client_version: str | None = None,
+         stale_first: bool = False, drop_sensor: str | None = None) -> types.ModuleType:
+    """A fresh stand-in `carla` module emulating a server of `version`."""
+    m = types.ModuleType("carla")
+    m.IS_STANDIN = True
+    m.__version__ = client_version or version
+    state = {"version": version, "reachable": reachable, "stale_first": stale_first, "drop_sensor": drop_sensor,
+             "worlds": []}
+    m._state = state
+
+    class Location:
+        def __init__(self, x=0.0, y=0.0, z=0.0):
+            self.x, self.y, self.z = float(x), float(y), float(z)
+
+    class Rotation:
+        def __init__(self, pitch=0.0, yaw=0.0, roll=0.0):
+            self.pitch, self.yaw, self.roll = float(pitch), float(yaw), float(roll)
+
+    class Transform:
+        def __init__(self, location=None, rotation=None):
+            self.location = location or Location()
+            self.rotation = rotation or Rotation()
+
+    class Vector3D(Location):
+        pass
+
+    class WeatherParameters:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    class ColorConverter:
+        Raw = 0
+        CityScapesPalette = 1
+
+    tags = TAG_SETS[tag_set_for_version(version)]
+
+    class Image:
+        def __init__(self, frame, timestamp, width, height, fov, raw):
+            self.frame, self.timestamp, self.width, self.height, self.fov = frame, timestamp, width, height, fov
+            self.raw_data = raw
+
+        def convert(self, converter):
+            if converter == ColorConverter.CityScapesPalette:
+                a = np.frombuffer(self.raw_data, np.uint8).reshape(self.height, self.width, 4).copy()
+                lut = np.zeros((256, 3), np.uint8)
+                for tag, _n, col, _c in tags:
+                    lut[tag] = col
+                rgb = lut[a[:, :, 2]]
+                a[:, :, 0], a[:, :, 1], a[:, :, 2] = rgb[..., 2], rgb[..., 1], rgb[..., 0]
+                self.raw_data = a.tobytes()
+
+    class Blueprint:
+        def __init__(self, id_, attrs):
+            self.id = id_
+            self.attrs = dict(attrs)
+
+        def has_attribute(self, k):
+            return k in self.attrs
+
+        def set_attribute(self, k, v):
+            if k not in self.attrs:
+                raise IndexError(f"blueprint {self.id} has no attribute {k}")
+            self.attrs[k] = str(v)
+
+    class BlueprintLibrary(list):
+        def filter(self, pattern):
+            return BlueprintLibrary(b for b in self if fnmatch.fnmatch(b.id, pattern))
+
+        def find(self, id_):
+            for b in self:
+                if b.id == id_:
+                    return copy.deepcopy(b)
+            raise IndexError(id_)
+
+    class Actor:
+        _next = [100]
+
+        def __init__(self, world, bp, transform, parent=None):
+            self.world, self.type_id, self.parent = world, bp.id, parent
+            self.attributes = dict(bp.attrs)
+            self.id = Actor._next[0]
+            Actor._next[0] += 1
+            self._t = transform
+            self.autopilot = False
+            self.alive = True
+            self.physics = True
+
+        def get_transform(self):
+            return self._t if self.parent is None else self.parent.get_transform()
+
+        def set_transform(self, t):
+            self._t = t
+
+        def get_velocity(self):
+            v = 10.0 if self.autopilot else 0.0
+            yaw = math.radians(self._t.rotation.yaw)
+            return Vector3D(v * math.cos(yaw), v * math.sin(yaw), 0.0)
+
+        def set_autopilot(self, flag=True, port=8000):
+            self.autopilot = bool(flag)
+
+        def set_simulate_physics(self, flag):
+            self.physics = bool(flag)
+
+        def destroy(self):
+            self.alive = False
+            if self in self.world.actors:
+                self.world.actors.remove(self)
+            return True
+
+    class Sensor(Actor):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.callback = None
+
+        def listen(self, cb):
+            self.callback = cb
+
+        def stop(self):
+            self.callback = None
+
+        def is_listening(self):
+            return self.callback is not None
+
+        def _emit(self, frame, timestamp):
+            w, h = int(self.attributes["image_size_x"]), int(self.attributes["image_size_y"])
+            a = np.zeros((h, w, 4), np.uint8)
+            a[..., 3] = 255
+            if self.type_id == "sensor.camera.semantic_segmentation":
+                tag_ids = np.array([t[0] for t in tags], np.uint8)
+                a[:, :, 2] = tag_ids[(np.arange(w) * len(tag_ids)) // w][None, :]
+            else:
+                a[..., 0] = (np.arange(w)[None, :] + frame) % 256   # B
+                a[..., 1] = (np.arange(h)[:, None] * 3) % 256        # G
+                a[..., 2] = 200                                      # R
+            return Image(frame, timestamp, w, h, float(self.attributes["fov"]), a.tobytes())
+
+    class Waypoint:
+        def __init__(self, x, y, yaw):
+            self.transform = Transform(Location(x, y, 0.0), Rotation(yaw=yaw))
+
+        def next(self, d):
+            yaw = math.radians(self.transform.rotation.yaw)
+            x = self.transform.location.x + d * math.cos(yaw)
+            y = self.transform.location.y + d * math.sin(yaw)
+            ahead = Waypoint(x, y, self.transform.rotation.yaw)
+            if int(self.transform.location.x // 50) != int(x // 50):  # a junction every 50 m: three exits
+                return [Waypoint(x, y, self.transform.rotation.yaw - 90.0), ahead,
+                        Waypoint(x, y, self.transform.rotation.yaw + 90.0)]
+            return [ahead]
+
+    class Map:
+        def __init__(self, name):
+            self.name = name
+
+        def get_spawn_points(self):
+            return [Transform(Location(10.0 * k, 0.0, 0.5), Rotation(yaw=0.0)) for k in range(60)]
+
+        def get_waypoint(self, location):
+            return Waypoint(location.x, location.y, 0.0)
+
+    class WorldSettings:
+        def __init__(self):
+            self.synchronous_mode = False
+            self.fixed_delta_seconds = None
+            self.no_rendering_mode = False
+
+    class World:
+        def __init__(self, name="Carla/Maps/Town10HD_Opt"):
+            self.map = Map(name)
+            self.settings = WorldSettings()
+            self.actors = []
+            self.frame = 1000
+            self.elapsed = 0.0
+            self.weather = None
+            self.applied = []
+            lib = [Blueprint(f"vehicle.maker.model{k}", {"role_name": "autopilot", "color": "0,0,0"}) for k in range(4)]
+            lib += [Blueprint("sensor.camera.rgb", {"image_size_x": "800", "image_size_y": "600", "fov": "90",
+                                                    "role_name": "front"}),
+                    Blueprint("sensor.camera.semantic_segmentation", {"image_size_x": "800", "image_size_y": "600",
+                                                                      "fov": "90", "role_name": "front"})]
+            self.lib = BlueprintLibrary(lib)
+            state["worlds"].append(self)
+
+        def get_settings(self):
+            return copy.copy(self.settings)
+
+        def apply_settings(self, s):
+            self.settings = copy.copy(s)
+            self.applied.append(copy.copy(s))
+            return self.frame
+
+        def get_map(self):
+            return self.map
+
+        def get_blueprint_library(self):
+            return BlueprintLibrary(copy.deepcopy(b) for b in self.lib)
+
+        def set_weather(self, w):
+            self.weather = w
+
+        def try_spawn_actor(self, bp, transform, attach_to=None):
+            for a in self.actors:
+                if a.parent is None and attach_to is None and not isinstance(a, Sensor):
+                    if abs(a._t.location.x - transform.location.x) < 1 and abs(a._t.location.y - transform.location.y) < 1:
+                        return None
+            cls = Sensor if bp.id.startswith("sensor.") else Actor
+            a = cls(self, bp, transform, attach_to)
+            self.actors.append(a)
+            return a
+
+        def spawn_actor(self, bp, transform, attach_to=None):
+            a = self.try_spawn_actor(bp, transform, attach_to)
+            if a is None:
+                raise RuntimeError("Spawn failed because of collision at spawn position")
+            return a
+
+        def tick(self, seconds=10.0):
+            if not self.settings.synchronous_mode:
+                raise RuntimeError("stand-in: tick() outside synchronous mode")
+            self.frame += 1
+            self.elapsed += self.settings.fixed_delta_seconds or 0.05
+            for a in list(self.actors):
+                if a.autopilot:
+                    yaw = math.radians(a._t.rotation.yaw)
+                    a._t = Transform(Location(a._t.location.x + 0.5 * math.cos(yaw), a._t.location.y + 0.5 * math.sin(yaw),
+                                              a._t.location.z), a._t.rotation)
+            for s in [a for a in self.actors if isinstance(a, Sensor) and a.callback]:
+                kind = "semantic" if "semantic" in s.type_id else "rgb"
+                if state["drop_sensor"] == kind:
+                    continue
+                if state["stale_first"]:
+                    s.callback(s._emit(self.frame - 1, self.elapsed - 0.05))
+                s.callback(s._emit(self.frame, self.elapsed))
+            return self.frame
+
+    class TrafficManager:
+        def __init__(self, port):
+            self.port = port
+            self.sync = False
+            self.seed = None
+
+        def set_synchronous_mode(self, flag):
+            self.sync = bool(flag)
+
+        def set_random_device_seed(self, seed):
+            self.seed = seed
+
+        def set_desired_speed(self, actor, kmh):
+            actor.desired_kmh = kmh
+
+        def ignore_lights_percentage(self, actor, pct):
+            actor.ignore_lights = pct
+
+    class Client:
+        def __init__(self, host, port, worker_threads=0):
+            self.host, self.port = host, port
+            self.timeout = 5.0
+            self.world = None
+
+        def set_timeout(self, s):
+            self.timeout = float(s)
+
+        def _check(self):
+            if not state["reachable"]:
+                time.sleep(self.timeout)
+                raise RuntimeError(f"time-out of {int(self.timeout * 1000)}ms while waiting for the simulator, "
+                                   f"make sure the simulator is ready and connected to {self.host}:{self.port}")
+
+        def get_client_version(self):
+            return m.__version__
+
+        def get_server_version(self):
+            self._check()
+            return state["version"]
+
+        def get_world(self):
+            self._check()
+            if self.world is None:
+                self.world = World()
+            return self.world
+
+        def load_world(self, name):
+            self._check()
+            self.world = World(f"Carla/Maps/{name}")
+            return self.world
+
+        def get_trafficmanager(self, port=8000):
+            self.tm = TrafficManager(port)
+            return self.tm
+
+    for name, obj in list(locals().items()):
+        if isinstance(obj, type):
+            setattr(m, name, obj)
+    return m

@@ -1,0 +1,166 @@
+"""The CARLA bridge, driven end to end against a STAND-IN carla module (tests/sim/carla_standin.py).
+
+No CARLA server can run here; the stand-in implements the subset of the carla API the bridge
+uses. A real-server test runs when CARLA_HOST is set and reachable.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sqgan_core.labels import VOID, class_id
+from sim import SimFrame, make_source
+from sim.carla_bridge import CarlaConnectionError, CarlaSource
+from sim.carla_tags import TAG_SETS, tag_set_for_version, tags_to_train_ids
+from sim.scenario import from_dict
+
+
+def _cfg(**carla):
+    return from_dict({"seed": 3, "duration": 0.5, "source": "carla", "camera": {"width": 96, "height": 48},
+                      "traffic": {"vehicles": 5}, "carla": {"timeout": 1.0, **carla}})
+
+
+@pytest.mark.parametrize("version", ["0.9.13", "0.9.14", "0.9.15", "0.9.16", "0.10.0"])
+def test_bridge_yields_simframes_with_mapped_labels(carla_standin, version):
+    carla = carla_standin.make(version)
+    with CarlaSource(_cfg(), carla_module=carla) as src:
+        frames = [src.step() for _ in range(3)]
+    f = frames[-1]
+    assert isinstance(f, SimFrame) and f.source == "carla"
+    assert f.rgb.shape == (48, 96, 3) and f.labels.shape == (48, 96)
+    assert [x.index for x in frames] == [0, 1, 2]
+    assert np.allclose(np.diff([x.stamp for x in frames]), 0.05)
+    # the stand-in draws every tag of the server's set as columns; check against the tag table
+    tags = np.array([t[0] for t in TAG_SETS[tag_set_for_version(version)]], np.uint8)
+    expected = tags_to_train_ids(tags[(np.arange(96) * len(tags)) // 96], tag_set_for_version(version))
+    assert (f.labels == expected[None, :]).all()
+    present = set(np.unique(f.labels).tolist())
+    if version == "0.9.13":   # one Vehicles tag: no truck/bus/rider classes
+        assert class_id("truck") not in present and class_id("car") in present
+    else:
+        assert {class_id("rider"), class_id("truck"), class_id("bus"), class_id("bicycle")} <= present
+    assert VOID in present
+    # RGB: BGRA from the server is delivered as RGB
+    assert (f.rgb[..., 0] == 200).all()
+
+
+def test_synchronous_mode_sensors_role_and_cleanup(carla_standin):
+    carla = carla_standin.make("0.9.16")
+    src = CarlaSource(_cfg(), carla_module=carla)
+    world = carla._state["worlds"][-1]
+    assert world.settings.synchronous_mode and world.settings.fixed_delta_seconds == 0.05
+    assert src.tm.sync
+    ego = src.ego
+    assert ego.attributes["role_name"] == "ego" and ego.autopilot
+    cams = [a for a in world.actors if a.type_id.startswith("sensor.")]
+    assert {c.type_id for c in cams} == {"sensor.camera.rgb", "sensor.camera.semantic_segmentation"}
+    for c in cams:
+        assert (c.attributes["image_size_x"], c.attributes["image_size_y"], float(c.attributes["fov"])) == ("96", "48", 90.0)
+        assert c.parent is ego
+    assert len([a for a in world.actors if a.type_id.startswith("vehicle.")]) == 1 + 5
+    src.step()
+    src.close()
+    src.close()  # idempotent
+    assert world.actors == [] and not world.settings.synchronous_mode and not src.tm.sync
+
+
+def test_route_drive_follows_waypoints_and_turns(carla_standin):
+    carla = carla_standin.make("0.9.16")
+    cfg = _cfg(drive="route").replace(**{"ego.route": ["left"], "ego.speed": 20.0})
+    with CarlaSource(cfg, carla_module=carla) as src:
+        yaws = [src.step().ego_pose.yaw for _ in range(80)]
+        assert not src.ego.physics and not src.ego.autopilot
+    assert yaws[0] == 0.0 and min(yaws) <= -90.0  # CARLA yaw is clockwise: a left turn is negative
+
+
+def test_stale_images_are_skipped(carla_standin):
+    carla = carla_standin.make("0.9.16", stale_first=True)
+    with CarlaSource(_cfg(), carla_module=carla) as src:
+        f = src.step()
+        assert f.index == 0
+
+
+def test_missing_camera_frame_times_out_clearly(carla_standin):
+    carla = carla_standin.make("0.9.16", drop_sensor="semantic")
+    src = CarlaSource(_cfg(timeout=0.3), carla_module=carla)
+    t = time.monotonic()
+    with pytest.raises(TimeoutError, match="semantic camera image for frame"):
+        src.step()
+    assert time.monotonic() - t < 1.5
+    src.close()
+
+
+def test_unreachable_server_standin_errors_within_timeout(carla_standin):
+    carla = carla_standin.make("0.9.16", reachable=False)
+    t = time.monotonic()
+    with pytest.raises(CarlaConnectionError, match="could not reach a CARLA server at localhost:2000 within 0.5 s"):
+        CarlaSource(_cfg(timeout=0.5), carla_module=carla)
+    assert time.monotonic() - t < 2.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_real_client_errors_within_timeout():
+    """With the real carla client (if installed) and nothing listening on the port."""
+    carla = pytest.importorskip("carla")
+    if getattr(carla, "IS_STANDIN", False):
+        pytest.skip("real carla client not installed")
+    cfg = _cfg(timeout=1.0, host="127.0.0.1", port=_free_port())
+    t = time.monotonic()
+    with pytest.raises(CarlaConnectionError, match="within 1 s"):
+        CarlaSource(cfg)
+    assert time.monotonic() - t < 5.0
+
+
+def test_make_source_picks_the_bridge_by_scenario_field(carla_standin, monkeypatch):
+    monkeypatch.setitem(sys.modules, "carla", carla_standin.make("0.9.15"))
+    with make_source(_cfg()) as src:
+        assert isinstance(src, CarlaSource)
+        frames = list(src)
+    assert len(frames) == 10 and frames[0].source == "carla"
+
+
+def test_version_mismatch_warns_but_runs(carla_standin):
+    carla = carla_standin.make("0.9.14", client_version="0.9.16")
+    with pytest.warns(RuntimeWarning, match="no version lock"):
+        src = CarlaSource(_cfg(), carla_module=carla)
+    with src:
+        assert src.step().labels.shape == (48, 96)
+
+
+def test_missing_carla_package_is_explained(monkeypatch):
+    from sim.carla_bridge import CarlaUnavailable, import_carla
+
+    monkeypatch.setitem(sys.modules, "carla", None)
+    with pytest.raises(CarlaUnavailable, match="pip install carla"):
+        import_carla()
+
+
+def _carla_reachable() -> bool:
+    host = os.environ.get("CARLA_HOST")
+    if not host:
+        return False
+    try:
+        with socket.create_connection((host, int(os.environ.get("CARLA_PORT", "2000"))), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _carla_reachable(), reason="set CARLA_HOST (and CARLA_PORT) to a running CARLA server")
+def test_real_carla_server():
+    cfg = _cfg(host=os.environ["CARLA_HOST"], port=int(os.environ.get("CARLA_PORT", "2000")), timeout=20.0)
+    cfg = cfg.replace(**{"camera.width": 512, "camera.height": 256})
+    with make_source(cfg) as src:
+        frames = [src.step() for _ in range(20)]
+    assert all(f.rgb.shape == (256, 512, 3) for f in frames)
+    assert len(set(np.unique(frames[-1].labels).tolist())) >= 4
