@@ -1,0 +1,188 @@
+"""ROS 2 node publishing simulator frames with the CARLA ROS bridge's conventions.
+
+Topics (role = scenario `ego.role_name`, default "ego"):
+  /carla/<role>/<rgb_sensor>/image             sensor_msgs/Image bgra8
+  /carla/<role>/<rgb_sensor>/camera_info       sensor_msgs/CameraInfo
+  /carla/<role>/<semantic_sensor>/image        sensor_msgs/Image bgra8, Cityscapes palette colours
+  /carla/<role>/<semantic_sensor>/camera_info
+  /clock                                       rosgraph_msgs/Clock (simulation time, 0.05 s ticks)
+frame_id is `<role>/<sensor>`. The same topics come from the embedded simulator or a CARLA
+server: the `source` parameter (or the scenario's `source`) picks one, through sim.make_source.
+
+Run: `sim_publisher --ros-args -p scenario:=rainy_night -p source:=embedded`.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image
+
+from sqgan_core.labels import colorize
+from ros2_ws.image_conversions import convert, numpy_to_image
+from sim import SimFrame, make_source
+from sim.scenario import ScenarioError, load_scenario
+
+
+def stamp_of(seconds: float) -> Any:
+    from builtin_interfaces.msg import Time
+
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
+
+
+def camera_info(frame: SimFrame, frame_id: str) -> CameraInfo:
+    """Pinhole CameraInfo from the frame's intrinsics (no distortion, like CARLA cameras)."""
+    cam = frame.camera
+    msg = CameraInfo()
+    msg.header.stamp = stamp_of(frame.stamp)
+    msg.header.frame_id = frame_id
+    msg.width, msg.height = cam.width, cam.height
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    msg.k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [cam.fx, 0.0, cam.cx, 0.0, 0.0, cam.fy, cam.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+class SimPublisher(Node):
+    """Steps a FrameSource on a timer and publishes RGB, semantic, camera_info and /clock."""
+
+    def __init__(self) -> None:
+        super().__init__("sim_publisher")
+        # parameters declared up front (ros2/examples style)
+        self.declare_parameter("scenario", "default")
+        self.declare_parameter("source", "")            # "" keeps the scenario's; embedded | carla
+        self.declare_parameter("seed", -1)              # -1 keeps the scenario's
+        self.declare_parameter("role_name", "")         # "" keeps the scenario's ego.role_name
+        self.declare_parameter("rgb_sensor", "rgb_front")
+        self.declare_parameter("semantic_sensor", "semantic_segmentation_front")
+        self.declare_parameter("rate", 20.0)            # Hz of wall time; 0 = as fast as possible
+        self.declare_parameter("frames", 0)             # 0 = scenario duration, -1 = forever
+        self.declare_parameter("publish_clock", True)
+        self.declare_parameter("wait_for_subscribers", 0)   # hold the first frame until this many per image topic
+        self.declare_parameter("wait_timeout", 30.0)
+        self.declare_parameter("reliable", True)         # image_transport default; false = sensor-data QoS
+        self.declare_parameter("carla_host", "")
+        self.declare_parameter("carla_port", 0)
+        p = {n: self.get_parameter(n).value for n in (
+            "scenario", "source", "seed", "role_name", "rgb_sensor", "semantic_sensor", "rate", "frames",
+            "publish_clock", "wait_for_subscribers", "wait_timeout", "reliable", "carla_host", "carla_port")}
+        self.params = p
+        cfg = load_scenario(p["scenario"])
+        over: dict[str, Any] = {}
+        if p["source"]:
+            over["source"] = p["source"]
+        if p["seed"] >= 0:
+            over["seed"] = p["seed"]
+        if p["role_name"]:
+            over["ego.role_name"] = p["role_name"]
+        if p["carla_host"]:
+            over["carla.host"] = p["carla_host"]
+        if p["carla_port"]:
+            over["carla.port"] = p["carla_port"]
+        self.cfg = cfg.replace(**over) if over else cfg
+        self.limit = self.cfg.frames if p["frames"] == 0 else (None if p["frames"] < 0 else int(p["frames"]))
+        role = self.cfg.ego.role_name
+        qos = QoSProfile(depth=10 if p["reliable"] else 5, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE if p["reliable"] else ReliabilityPolicy.BEST_EFFORT)
+        self.frame_ids = {k: f"{role}/{p[k]}" for k in ("rgb_sensor", "semantic_sensor")}
+        base = {k: f"/carla/{role}/{p[k]}" for k in ("rgb_sensor", "semantic_sensor")}
+        self.pub_img = {k: self.create_publisher(Image, f"{b}/image", qos) for k, b in base.items()}
+        self.pub_info = {k: self.create_publisher(CameraInfo, f"{b}/camera_info", qos) for k, b in base.items()}
+        self.pub_clock = self.create_publisher(Clock, "/clock", 10) if p["publish_clock"] else None
+        self.source = make_source(self.cfg)
+        self.published = 0
+        self.publish_errors = 0
+        self.done = False
+        self.get_logger().info(f"publishing {self.cfg.source} scenario '{self.cfg.name}' (seed {self.cfg.seed}) on "
+                               f"{base['rgb_sensor']}/image and {base['semantic_sensor']}/image")
+        self._wait_subscribers()
+        period = 1.0 / p["rate"] if p["rate"] > 0 else 0.0
+        self.timer = self.create_timer(period, self._tick)
+
+    def _wait_subscribers(self) -> None:
+        need = int(self.params["wait_for_subscribers"])
+        if need <= 0:
+            return
+        deadline = time.monotonic() + float(self.params["wait_timeout"])
+        while time.monotonic() < deadline:
+            if all(pub.get_subscription_count() >= need for pub in self.pub_img.values()):
+                return
+            time.sleep(0.05)
+        self.get_logger().warning(f"fewer than {need} subscriber(s) after {self.params['wait_timeout']} s; publishing anyway")
+
+    def _publish(self, pub, msg) -> None:
+        try:
+            pub.publish(msg)
+        except Exception as exc:  # noqa: BLE001 - Fast DDS can raise on large frames in a tight loop
+            self.publish_errors += 1
+            self.get_logger().warning(f"publish failed ({exc}); {self.publish_errors} so far",
+                                      throttle_duration_sec=5.0)
+
+    def publish_frame(self, frame: SimFrame) -> None:
+        stamp = stamp_of(frame.stamp)
+        if self.pub_clock is not None:
+            self._publish(self.pub_clock, Clock(clock=stamp))
+        for key, image in (("rgb_sensor", frame.rgb), ("semantic_sensor", colorize(frame.labels))):
+            msg = numpy_to_image(convert(image, "bgra8"), "bgra8")
+            msg.header.stamp = stamp
+            msg.header.frame_id = self.frame_ids[key]
+            self._publish(self.pub_img[key], msg)
+            self._publish(self.pub_info[key], camera_info(frame, self.frame_ids[key]))
+        self.published += 1
+
+    def _tick(self) -> None:
+        if self.done:
+            return
+        if self.limit is not None and self.published >= self.limit:
+            self.finish()
+            return
+        self.publish_frame(self.source.step())
+
+    def finish(self) -> None:
+        """Stop publishing; let reliable subscribers receive what was sent before the node exits."""
+        self.done = True
+        self.timer.cancel()
+        for pub in list(self.pub_img.values()) + list(self.pub_info.values()):
+            try:
+                pub.wait_for_all_acked(rclpy.duration.Duration(seconds=5.0))
+            except Exception:  # noqa: BLE001 - best-effort publishers have nothing to wait for
+                pass
+        self.get_logger().info(f"published {self.published} frames ({self.publish_errors} publish errors)")
+
+    def destroy_node(self) -> None:
+        src = getattr(self, "source", None)  # absent when __init__ failed
+        if src is not None:
+            src.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SimPublisher()
+    except (ScenarioError, ConnectionError, ImportError) as exc:
+        print(f"sim_publisher: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        while rclpy.ok() and not node.done:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
