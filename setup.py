@@ -50,12 +50,15 @@ setup(
         "console_scripts": [
             "sqgan = sqgan_core.cli:main",
             "sim_publisher = ros2_ws.sim_publisher:main",
+            "link_emulator = ros2_ws.link.emulator:main",
         ],
         "sqgan.commands": [
             "codec = sqgan_core.cli.codec_commands:register",
             "codec-demo = sqgan_core.cli.codec_demo:register",
             "train = sqgan_core.cli.train_commands:register",
             "sim = sim.cli:register",
+            "keys = ros2_ws.link.keys_command:register",
+            "link = ros2_ws.link.emulator:register",
         ],
         "sqgan.bench": [
             "codec = sqgan_core.bench:register",
