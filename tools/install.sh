@@ -10,7 +10,7 @@ VENV=.venv
 STAMP=$VENV/.sqgan-install-stamp
 
 inputs_hash() {
-  cat requirements.txt requirements-dev.txt setup.py tools/apt-packages.txt 2>/dev/null | sha256sum | cut -d' ' -f1
+  cat tools/install.sh requirements.txt requirements-dev.txt setup.py tools/apt-packages.txt 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 
 want=$(inputs_hash)
@@ -38,10 +38,19 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "install: creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel 2>&1 | grep -v '^WARNING: Location' || true
+LOG=$VENV/install.log
+: > "$LOG"
+pip_install() {  # quiet unless it fails; the full output stays in .venv/install.log
+  if ! "$VENV/bin/python" -m pip install -q "$@" >>"$LOG" 2>&1; then
+    grep -v '^WARNING: Location' "$LOG" | tail -30 >&2
+    echo "install: pip install $* failed (full log: $LOG)" >&2
+    exit 1
+  fi
+}
+pip_install --upgrade pip setuptools wheel
 echo "install: pinned requirements (first run ~1 min)"
-"$VENV/bin/python" -m pip install -q -r requirements.txt -r requirements-dev.txt 2>&1 | grep -v '^WARNING: Location' || true
-"$VENV/bin/python" -m pip install -q --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
+pip_install -r requirements.txt -r requirements-dev.txt
+pip_install --no-deps -e .
 # Verify instead of trusting pip's exit status (filtered above): fail loudly if anything is missing.
 "$VENV/bin/python" - <<'PY'
 import importlib, sys
