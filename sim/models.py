@@ -160,10 +160,10 @@ def _person_parts(rng: np.random.Generator, label: int, seated: bool = False,
     sh = 0.81 * h
     body, legl, legr, arml, armr = MeshBuilder(), MeshBuilder(), MeshBuilder(), MeshBuilder(), MeshBuilder()
     body.box(0, 0, z0 + hip, 0.24, 0.38, sh - hip + 0.04, 0, top, M_FABRIC, label, prm)
-    body.box(0, 0, z0 + sh + 0.02, 0.14, 0.13, 0.07, 0, skin, M_SKIN, label, prm)
-    body.blob(0.01, 0, z0 + h - 0.11, 0.1, 0.09, 0.12, skin, M_SKIN, label, rng, prm, seg=6, rings=4, jitter=0.05)
+    # head and hair as boxes: at street distances a person is a few dozen pixels tall
+    body.box(0.0, 0, z0 + sh + 0.02, 0.2, 0.18, h - sh - 0.06, 0, skin, M_SKIN, label, prm)
     hair = (0.05, 0.04, 0.03) if rng.random() < 0.7 else (0.45, 0.35, 0.2)
-    body.blob(-0.02, 0, z0 + h - 0.06, 0.105, 0.095, 0.08, hair, M_FABRIC, label, rng, prm, seg=6, rings=3, jitter=0.05)
+    body.box(-0.02, 0, z0 + h - 0.06, 0.22, 0.2, 0.07, 0, hair, M_FABRIC, label, prm)
     if rng.random() < 0.3:  # backpack / bag
         body.box(-0.18, 0, z0 + hip + 0.2, 0.14, 0.3, 0.35, 0, CLOTH_COLORS[rng.integers(10)], M_FABRIC, label, prm)
     if seated:
@@ -174,11 +174,8 @@ def _person_parts(rng: np.random.Generator, label: int, seated: bool = False,
     else:
         legl.box(0, 0.1, z0, 0.16, 0.15, hip, 0, pants, M_FABRIC, label, prm)
         legr.box(0, -0.1, z0, 0.16, 0.15, hip, 0, pants, M_FABRIC, label, prm)
-        legl.box(0.04, 0.1, z0, 0.26, 0.11, 0.08, 0, (0.05, 0.05, 0.05), M_RUBBER, label)
-        legr.box(0.04, -0.1, z0, 0.26, 0.11, 0.08, 0, (0.05, 0.05, 0.05), M_RUBBER, label)
     for mbarm, y in ((arml, 0.24), (armr, -0.24)):
-        mbarm.box(0, y, z0 + sh - 0.58, 0.1, 0.1, 0.58, 0, top, M_FABRIC, label, prm)
-        mbarm.box(0, y, z0 + sh - 0.68, 0.09, 0.08, 0.1, 0, skin, M_SKIN, label, prm)
+        mbarm.box(0, y, z0 + sh - 0.66, 0.1, 0.1, 0.66, 0, top, M_FABRIC, label, prm)
     parts = [(0, body.build()), (1, legl.build()), (2, legr.build()), (3, arml.build()), (4, armr.build())]
     pivots = {1: (0.0, 0.0, z0 + hip), 2: (0.0, 0.0, z0 + hip), 3: (0.0, 0.0, z0 + sh), 4: (0.0, 0.0, z0 + sh)}
     return parts, pivots

@@ -51,7 +51,7 @@ class WeatherConfig:
 class TrafficConfig:
     density: float = field(default=1.0, metadata=_rng(0.0, 4.0, help="multiplies the counts below"))
     vehicles: int = field(default=110, metadata=_rng(0, 400))
-    pedestrians: int = field(default=140, metadata=_rng(0, 800))
+    pedestrians: int = field(default=220, metadata=_rng(0, 800))
     cyclists: int = field(default=20, metadata=_rng(0, 200))
     motorcycles: int = field(default=12, metadata=_rng(0, 200))
     parked: int = field(default=300, metadata=_rng(0, 2000, help="parked cars, trucks and bikes"))

@@ -280,11 +280,12 @@ vec3 aces(vec3 x) { return clamp((x * (2.51 * x + 0.03)) / (x * (2.43 * x + 0.59
 void main() {
     vec2 px = gl_FragCoord.xy;
     vec2 uv = px / u_size;
-    vec2 t = 1.0 / u_size;
-    vec3 c = texture(u_hdr, uv).rgb;
-    if (u_blur > 0.0) {   // lens softness: a small cross-shaped kernel
-        vec3 s = texture(u_hdr, uv + vec2(t.x, 0)).rgb + texture(u_hdr, uv - vec2(t.x, 0)).rgb
-               + texture(u_hdr, uv + vec2(0, t.y)).rgb + texture(u_hdr, uv - vec2(0, t.y)).rgb;
+    ivec2 ip = ivec2(px);
+    ivec2 mx = ivec2(u_size) - 1;
+    vec3 c = texelFetch(u_hdr, ip, 0).rgb;
+    if (u_blur > 0.0) {   // lens softness: a small cross-shaped kernel (unfiltered fetches are cheap on llvmpipe)
+        vec3 s = texelFetch(u_hdr, ivec2(min(ip.x + 1, mx.x), ip.y), 0).rgb + texelFetch(u_hdr, ivec2(max(ip.x - 1, 0), ip.y), 0).rgb
+               + texelFetch(u_hdr, ivec2(ip.x, min(ip.y + 1, mx.y)), 0).rgb + texelFetch(u_hdr, ivec2(ip.x, max(ip.y - 1, 0)), 0).rgb;
         c = mix(c, s * 0.25, u_blur * 0.5);
     }
     if (u_rain > 0.0) {   // slanted rain streaks in front of the camera

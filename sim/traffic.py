@@ -17,6 +17,7 @@ from sim.meshes import VERTEX_FLOATS
 from sim.town import LANE_W, Road, Town, light_state
 
 NodeT = tuple[int, int]
+FAR_LOD = 220.0  # metres from the ego beyond which agents are integrated at 5 Hz
 DIRS = ((1, 0), (0, 1), (-1, 0), (0, -1))
 
 
@@ -124,12 +125,12 @@ class LanePath:
 
     def at(self, s: float) -> tuple[float, float, float]:
         """Position and heading (radians) at arc length s."""
-        i = int(np.clip(np.searchsorted(self.s, s) - 1, 0, len(self.s) - 2))
-        s0, s1 = self.s[i], self.s[i + 1]
+        i = int(self.s.searchsorted(s)) - 1
+        i = 0 if i < 0 else (len(self.s) - 2 if i > len(self.s) - 2 else i)
+        s0, s1 = float(self.s[i]), float(self.s[i + 1])
         t = 0.0 if s1 <= s0 else (s - s0) / (s1 - s0)
-        p = self.pts[i] * (1 - t) + self.pts[i + 1] * t
-        d = self.pts[i + 1] - self.pts[i]
-        return float(p[0]), float(p[1]), math.atan2(d[1], d[0])
+        (x0, y0), (x1, y1) = self.pts[i].tolist(), self.pts[i + 1].tolist()
+        return x0 + (x1 - x0) * t, y0 + (y1 - y0) * t, math.atan2(y1 - y0, x1 - x0)
 
     def next_stop(self, s: float) -> tuple[float, NodeT, str] | None:
         for e in self.events:
@@ -155,7 +156,8 @@ class Actor:
     loop_len: float = 0.0
     direction: float = 1.0
     rng: np.random.Generator | None = None
-    bones: list[int] = field(default_factory=list)
+    lod_dt: float = 0.05          # time step applied this tick (0 for far agents between updates)
+    lod_phase: int = 0
 
 
 class Traffic:
@@ -166,6 +168,7 @@ class Traffic:
         self.town = town
         self.rng = np.random.default_rng([seed, 31])
         self.time = 0.0
+        self.tick = 0
         self.actors: list[Actor] = []
         mrng = np.random.default_rng([seed, 37])
         # ego starts on the tram avenue heading along it, so trams and busy traffic show early
@@ -184,6 +187,8 @@ class Traffic:
             self._spawn_pedestrian(mrng)
         for k in range(counts["trams"]):
             self._spawn_tram(mrng, k)
+        for k, a in enumerate(self.actors):
+            a.lod_phase = k % 4
         self._update_poses()
         self._build_pool()
 
@@ -205,7 +210,7 @@ class Traffic:
         rng = self.rng
         if kind == "car":
             r = rng.random()
-            kind = "bus" if r < 0.08 else "truck" if r < 0.17 else "car"
+            kind = "bus" if r < 0.12 else "truck" if r < 0.22 else "car"
         model = {"car": lambda: models.car(mrng), "bus": lambda: models.bus(mrng), "truck": lambda: models.truck(mrng),
                  "moto": lambda: models.motorcycle(mrng), "bike": lambda: models.bicycle(mrng)}[kind]()
         speed = {"car": (8, 13), "bus": (7, 10), "truck": (7, 10), "moto": (9, 14), "bike": (4, 6.5)}[kind]
@@ -235,7 +240,12 @@ class Traffic:
 
     def _spawn_pedestrian(self, mrng: np.random.Generator) -> None:
         t, rng = self.town, self.rng
-        i, j = int(rng.integers(0, t.nx)), int(rng.integers(0, t.ny))
+        if rng.random() < 0.5:  # crowd the blocks along the ego's first streets
+            e = self.ego.path.prev
+            i = int(np.clip(e[0] - 1 + rng.integers(0, 2), 0, t.nx - 1))
+            j = int(np.clip(e[1] + rng.integers(-1, 3), 0, t.ny - 1))
+        else:
+            i, j = int(rng.integers(0, t.nx)), int(rng.integers(0, t.ny))
         x0, y0, x1, y1 = t.block_rect(i, j)
         sw = float(t.sidewalk[i, j])
         inset = float(rng.uniform(0.8, max(0.9, sw - 0.8)))
@@ -263,26 +273,39 @@ class Traffic:
 
     # -- dynamics --------------------------------------------------------------------------------
     def _leader_gaps(self, lane_actors: list[Actor]) -> np.ndarray:
-        """Bumper gap to the nearest actor ahead in the same lane direction (inf if none), vectorised."""
-        pos = np.array([[a.x, a.y] for a in self.actors])
-        heads = np.array([[math.cos(a.yaw), math.sin(a.yaw)] for a in self.actors])
-        lengths = np.array([a.model.length if a.kind != "person" else 0.5 for a in self.actors])
-        me = np.array([k for k, a in enumerate(self.actors) if a.path is not None])
-        rel = pos[None, :, :] - pos[me][:, None, :]                      # (m, n, 2)
-        h = heads[me]
+        """Bumper gap to the nearest vehicle or tram ahead in the same direction (inf if none), vectorised.
+
+        Pedestrians stay on sidewalks and are not obstacles for lane traffic."""
+        obstacles = lane_actors + [a for a in self.actors if a.kind == "tram"]
+        st = np.array([[a.x, a.y, a.yaw, a.model.length] for a in obstacles])
+        pos, lengths = st[:, :2], st[:, 3]
+        heads = np.stack([np.cos(st[:, 2]), np.sin(st[:, 2])], 1)
+        m = len(lane_actors)
+        rel = pos[None, :, :] - pos[:m, None, :]                           # (m, n, 2)
+        h = heads[:m]
         along = np.einsum("mnk,mk->mn", rel, h)
         lat = np.abs(rel[..., 0] * h[:, 1:2] - rel[..., 1] * h[:, 0:1])
-        align = heads @ h.T                                                # (n, m)
-        mask = (along > 0.1) & (along < 45.0) & (lat < 1.8) & (align.T > 0.3)
-        mask[np.arange(len(me)), me] = False
-        gap = np.where(mask, along - (lengths[None, :] + lengths[me][:, None]) / 2, np.inf)
+        align = h @ heads.T                                                  # (m, n)
+        mask = (along > 0.1) & (along < 45.0) & (lat < 1.8) & (align > 0.3)
+        mask[np.arange(m), np.arange(m)] = False
+        gap = np.where(mask, along - (lengths[None, :] + lengths[:m, None]) / 2, np.inf)
         return gap.min(axis=1)
 
     def step(self, dt: float) -> None:
+        """Advance all agents by dt. Agents far from the ego (beyond FAR_LOD m) are integrated every
+        4th tick with 4*dt: they are too far to be seen moving, and this keeps the frame budget."""
         self.time += dt
+        self.tick += 1
+        ex, ey = self.ego.x, self.ego.y
+        for a in self.actors:
+            far = (a.x - ex) ** 2 + (a.y - ey) ** 2 > FAR_LOD ** 2 and a is not self.ego
+            a.lod_dt = (4 * dt if (self.tick + a.lod_phase) % 4 == 0 else 0.0) if far else dt
         lane_actors = [a for a in self.actors if a.path is not None]
         gaps = self._leader_gaps(lane_actors)
         for a, gap in zip(lane_actors, gaps):
+            dt_a = a.lod_dt
+            if dt_a == 0.0:
+                continue
             v_des = a.target_speed
             if gap < math.inf:
                 v_des = min(v_des, max(0.0, (gap - 2.5) / 1.1))
@@ -296,14 +319,14 @@ class Traffic:
                         brake_ok = d > a.speed ** 2 / (2 * 4.0) - 1.0
                         if state == "red" or brake_ok:
                             v_des = min(v_des, max(0.0, d - 0.5) / 1.2)
-            acc = np.clip((v_des - a.speed) / dt, -7.0, 2.5)
-            a.speed = max(0.0, a.speed + acc * dt)
-            a.s += a.speed * dt
+            acc = min(max((v_des - a.speed) / dt_a, -7.0), 2.5)
+            a.speed = max(0.0, a.speed + acc * dt_a)
+            a.s += a.speed * dt_a
             a.path.ensure(a.s)
         for a in self.actors:
             if a.kind == "person" and a.loop is not None:
-                a.s = (a.s + a.direction * a.speed * dt) % a.loop_len
-                a.phase += a.speed * dt * 3.2
+                a.s = (a.s + a.direction * a.speed * a.lod_dt) % a.loop_len
+                a.phase += a.speed * a.lod_dt * 3.2
             elif a.kind == "tram":
                 a.s = (a.s + a.speed * dt) % a.loop_len
         self._update_poses()
@@ -318,7 +341,8 @@ class Traffic:
                 a.x, a.y, a.yaw = x, y, yaw
         for a in self.actors:
             if a.path is not None:
-                a.x, a.y, a.yaw = a.path.at(a.s)
+                if a.lod_dt or a is self.ego:
+                    a.x, a.y, a.yaw = a.path.at(a.s)
             elif a.kind == "tram" and road is not None:
                 span = a.loop[1] - a.loop[0]
                 if a.s < span:   # northbound on the east track
@@ -352,14 +376,19 @@ class Traffic:
             self.vlimb = self.vactor = np.zeros(0, np.int64)
         self.kind_code = np.array([{"person": 1, "bike": 2, "moto": 3}.get(a.kind, 0) for a in self.actors])
 
-    def vertices(self, cam_x: float, cam_y: float, cam_yaw: float, radius: float = 160.0) -> np.ndarray:
+    def vertices(self, cam_x: float, cam_y: float, cam_yaw: float, radius: float = 140.0,
+                 half_fov: float = math.radians(50.0)) -> np.ndarray:
         """World-space vertices of actors near and in front of the camera, posed for this tick."""
         if not len(self.local):
             return self.local
         st = np.array([[a.x, a.y, a.yaw, a.phase, a.speed, a.s, a.model.length] for a in self.actors])
         dx, dy = st[:, 0] - cam_x, st[:, 1] - cam_y
         fx, fy = math.cos(cam_yaw), math.sin(cam_yaw)
-        visible = (dx * dx + dy * dy < radius * radius) & (dx * fx + dy * fy > -st[:, 6] - 2.0)
+        dist = np.sqrt(dx * dx + dy * dy)
+        ahead = dx * fx + dy * fy
+        # inside the draw radius and the horizontal view cone, widened by the actor's size
+        cone = ahead > dist * math.cos(half_fov) - st[:, 6]
+        visible = (dist < radius) & cone
         # limb swing per actor: walkers by walk phase, riders pedal with distance travelled
         kc = self.kind_code
         swing = np.where(kc == 1, np.sin(st[:, 3]) * 0.45 * np.minimum(1.0, st[:, 4]),
