@@ -51,6 +51,9 @@ setup(
             "sqgan = sqgan_core.cli:main",
             "sim_publisher = ros2_ws.sim_publisher:main",
             "link_emulator = ros2_ws.link.emulator:main",
+            "vehicle_encoder = ros2_ws.vehicle_node:main",
+            "rsu_decoder = ros2_ws.rsu_node:main",
+            "pipeline_recorder = ros2_ws.recorder_node:main",
         ],
         "sqgan.commands": [
             "codec = sqgan_core.cli.codec_commands:register",
@@ -59,6 +62,8 @@ setup(
             "sim = sim.cli:register",
             "keys = ros2_ws.link.keys_command:register",
             "link = ros2_ws.link.emulator:register",
+            "launch = ros2_ws.launcher:register",
+            "demo = ros2_ws.demo:register",
         ],
         "sqgan.bench": [
             "codec = sqgan_core.bench:register",

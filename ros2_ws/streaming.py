@@ -102,6 +102,7 @@ class EncodedPackets:
     bpp: float  # everything on the wire (headers, CRCs, redundant info) per camera pixel
     encode_ms: float
     resized: bool
+    frame: bytes | None = None  # the same tokens as one v1 frame (bitstream), when asked for
 
 
 class StreamEncoder:
@@ -127,7 +128,7 @@ class StreamEncoder:
             self.m_x, self.m_s = float(m_x), float(m_s)
 
     def encode(self, rgb: np.ndarray, labels: np.ndarray, stamp: tuple[int, int] = (0, 0),
-               frame_id: str = "") -> EncodedPackets:
+               frame_id: str = "", want_frame: bool = False) -> EncodedPackets:
         t0 = time.perf_counter()
         with self._lock:
             m_x, m_s = self.m_x, self.m_s
@@ -142,11 +143,12 @@ class StreamEncoder:
         packets = self.packetizer.packetize(header, tokens.indices_x[0].cpu().numpy(),
                                             tokens.indices_s[0].cpu().numpy(), seq=self.seq, stamp=stamp,
                                             orig_size=(oh, ow), frame_id=frame_id)
+        frame = self.codec.write(tokens, ph, pw).data if want_frame else None
         seq = self.seq
         self.seq = (self.seq + 1) % (1 << 16)
         total = sum(len(p) for p in packets)
         return EncodedPackets(packets, seq, header.n_x, header.n_s, total, 8 * total / (oh * ow),
-                              1000 * (time.perf_counter() - t0), size != (oh, ow))
+                              1000 * (time.perf_counter() - t0), size != (oh, ow), frame)
 
 
 class StreamDecoder:

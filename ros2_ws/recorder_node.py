@@ -1,0 +1,250 @@
+"""Pipeline recorder: compares what the camera saw with what the RSU published, then summarises.
+
+Subscribes to the camera and its ground-truth semantic topic, to /rsu/vehicle_<id>/{image,semantic}
+for each configured vehicle and to /diagnostics. Frames are matched by header stamp (the RSU keeps
+the camera's), so the metrics are per frame: PSNR of the reconstruction, the confusion of the RSU's
+decoded semantic map against the simulator's exact labels (-> `miou_shat`), and the end-to-end
+latency measured at this one observer: arrival of the RSU's image minus arrival of the camera image
+with the same stamp (valid whatever clock the stamps use — simulation time included).
+
+Stops after `frames` outputs per vehicle, `timeout` s after the first one or `idle_timeout` s without
+output, writes `<out_dir>/summary.json` and `<out_dir>/strip.png` (original | reconstruction |
+semantic), prints a table, and exits (the launch graph marks it required, so everything stops).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from ros2_ws.camera_input import StampSync, rgb_from_image, stamp_key, train_ids_from_semantic
+from ros2_ws.image_conversions import image_to_numpy
+from ros2_ws.node_common import image_qos, parse_diagnostics, sensor_qos
+from sqgan_core.labels import NUM_CLASSES, colorize
+from sqgan_core.metrics import confusion, miou_from_confusion, psnr
+
+
+class _Track:
+    def __init__(self) -> None:
+        self.sync: StampSync[Image, Image] = StampSync(0.0, max_pending=16)
+        self.outputs = 0
+        self.unmatched = 0
+        self.first: float | None = None
+        self.last: float | None = None
+
+
+class PipelineRecorder(Node):
+    def __init__(self) -> None:
+        super().__init__("pipeline_recorder")
+        d = self.declare_parameter
+        d("vehicle_ids", [0])
+        d("camera_topic", "/carla/ego/rgb_front/image")
+        d("semantic_topic", "/carla/ego/semantic_segmentation_front/image")
+        d("out_dir", "out/pipeline")
+        d("frames", 40)
+        d("timeout", 240.0)
+        d("start_timeout", 180.0)
+        d("idle_timeout", 20.0)
+        d("strip_frames", 4)
+        d("profile", "")
+        d("link_stats", "")
+        d("model", "")
+        self.p = {n: self.get_parameter(n).value for n in (
+            "vehicle_ids", "camera_topic", "semantic_topic", "out_dir", "frames", "timeout", "start_timeout",
+            "idle_timeout", "strip_frames", "profile", "link_stats", "model")}
+        self.vids = [int(v) for v in self.p["vehicle_ids"]]
+        self.t_start = time.monotonic()
+        self.camera: OrderedDict[int, tuple[float, Image]] = OrderedDict()
+        self.truth: OrderedDict[int, Image] = OrderedDict()
+        self.tracks = {v: _Track() for v in self.vids}
+        self.cm = np.zeros((NUM_CLASSES, NUM_CLASSES + 1), np.int64)
+        self.psnrs: list[float] = []
+        self.latencies: list[float] = []
+        self.strip: list[np.ndarray] = []
+        self.diag: dict[str, dict[str, str]] = {}
+        self.done = False
+        self.create_subscription(Image, self.p["camera_topic"], self._on_camera, sensor_qos(10))
+        self.create_subscription(Image, self.p["semantic_topic"], self._on_truth, sensor_qos(10))
+        for v in self.vids:
+            self.create_subscription(Image, f"/rsu/vehicle_{v}/image", lambda m, v=v: self._on_rsu(v, m, True),
+                                     image_qos())
+            self.create_subscription(Image, f"/rsu/vehicle_{v}/semantic", lambda m, v=v: self._on_rsu(v, m, False),
+                                     image_qos())
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+        self.create_timer(0.5, self._check_done)
+
+    @staticmethod
+    def _keep(d: OrderedDict, key: int, value: Any, limit: int = 64) -> None:
+        d[key] = value
+        while len(d) > limit:
+            d.popitem(last=False)
+
+    def _on_camera(self, msg: Image) -> None:
+        self._keep(self.camera, stamp_key(msg.header.stamp), (time.monotonic(), msg))
+
+    def _on_truth(self, msg: Image) -> None:
+        self._keep(self.truth, stamp_key(msg.header.stamp), msg)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        self.diag.update(parse_diagnostics(msg))
+
+    def _on_rsu(self, vid: int, msg: Image, is_image: bool) -> None:
+        now = time.monotonic()
+        tr = self.tracks[vid]
+        key = stamp_key(msg.header.stamp)
+        pair = tr.sync.add_a(key, (now, msg)) if is_image else tr.sync.add_b(key, msg)
+        if pair is None:
+            return
+        _, (t_img, img_msg), sem_msg = pair
+        tr.outputs += 1
+        tr.first = now if tr.first is None else tr.first
+        tr.last = now
+        cam = self.camera.get(key)
+        truth = self.truth.get(key)
+        if cam is None:
+            tr.unmatched += 1
+            return
+        self.latencies.append(1000 * (t_img - cam[0]))
+        orig = rgb_from_image(cam[1])
+        recon = image_to_numpy(img_msg)
+        shat = image_to_numpy(sem_msg)
+        if recon.shape != orig.shape:
+            self.get_logger().error(f"RSU image {recon.shape} differs from camera {orig.shape}")
+            return
+        self.psnrs.append(psnr(orig, recon))
+        if truth is not None:
+            gt = train_ids_from_semantic(truth)
+            self.cm += confusion(shat, gt)
+        if len(self.strip) < self.p["strip_frames"]:
+            self.strip.append(np.concatenate([orig, recon, colorize(shat)], axis=1))
+
+    def _check_done(self) -> None:
+        if self.done:
+            return
+        now = time.monotonic()
+        firsts = [t.first for t in self.tracks.values() if t.first is not None]
+        lasts = [t.last for t in self.tracks.values() if t.last is not None]
+        reason = None
+        if all(t.outputs >= self.p["frames"] for t in self.tracks.values()):
+            reason = f"{self.p['frames']} frames per vehicle"
+        elif firsts and now - min(firsts) > self.p["timeout"]:
+            reason = f"timeout of {self.p['timeout']} s"
+        elif lasts and now - max(lasts) > self.p["idle_timeout"]:
+            reason = f"no RSU output for {self.p['idle_timeout']} s"
+        elif not firsts and now - self.t_start > self.p["start_timeout"]:
+            reason = f"no RSU output within {self.p['start_timeout']} s of start"
+        if reason:
+            self.get_logger().info(f"finishing: {reason}")
+            self.done = True
+            self.summary = self.write_summary(reason)
+
+    # -- summary --------------------------------------------------------------------------------
+    def _diag_sum(self, prefix: str, key: str) -> float | None:
+        vals = [float(v[key]) for name, v in self.diag.items() if name.startswith(prefix) and key in v]
+        return sum(vals) if vals else None
+
+    def write_summary(self, reason: str) -> dict[str, Any]:
+        out = Path(self.p["out_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        outputs = sum(t.outputs for t in self.tracks.values())
+        firsts = [t.first for t in self.tracks.values() if t.first is not None]
+        lasts = [t.last for t in self.tracks.values() if t.last is not None]
+        span = (max(lasts) - min(firsts)) if firsts and lasts else 0.0
+        bits = self._diag_sum("sqgan vehicle:", "bytes_sent")
+        pixels = self._diag_sum("sqgan vehicle:", "pixels_sent")
+        lat = np.array(self.latencies) if self.latencies else None
+        link = None
+        if self.p["link_stats"] and Path(self.p["link_stats"]).is_file():
+            link = json.loads(Path(self.p["link_stats"]).read_text())
+        miou_shat = miou_from_confusion(self.cm) if self.cm.sum() else None
+
+        def num(v: float | None, nd: int = 4) -> float | int | None:
+            if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                return None
+            return round(v, nd) if isinstance(v, float) else v
+
+        summary: dict[str, Any] = {
+            "frames_sent": num(self._diag_sum("sqgan vehicle:", "frames_encoded")),
+            "frames_decoded": num(self._diag_sum("sqgan rsu: vehicle_", "frames_decoded")),
+            "frames_recorded": outputs,
+            "packets_sent": num(self._diag_sum("sqgan vehicle:", "packets_sent")),
+            "packets_lost": num(self._diag_sum("sqgan rsu: vehicle_", "packets_lost")),
+            "link_packets_dropped": None if link is None else link.get("dropped_total"),
+            "mean_bpp": num(8 * bits / pixels, 5) if bits and pixels else None,
+            "miou_seg_recon": None,
+            "miou_shat": num(miou_shat),
+            "psnr": num(float(np.mean([p for p in self.psnrs if math.isfinite(p)])) if self.psnrs else None, 3),
+            "latency_ms_p50": num(float(np.percentile(lat, 50)), 1) if lat is not None else None,
+            "latency_ms_p95": num(float(np.percentile(lat, 95)), 1) if lat is not None else None,
+            "fps": num(outputs / span, 3) if span > 0 else None,
+            "fps_per_vehicle": num(outputs / span / len(self.vids), 3) if span > 0 else None,
+            "vehicles": len(self.vids),
+            "frames_dropped_at_vehicle": num(self._diag_sum("sqgan vehicle:", "frames_dropped_busy")),
+            "frames_dropped_stale_at_rsu": num(self._diag_sum("sqgan rsu: vehicle_", "frames_dropped_stale")),
+            "frames_lost_on_link": num(self._diag_sum("sqgan rsu: vehicle_", "frames_lost")),
+            "frames_decoded_incomplete": num(self._diag_sum("sqgan rsu: vehicle_", "frames_decoded_incomplete")),
+            "tokens_lost": num(self._diag_sum("sqgan rsu: vehicle_", "tokens_lost")),
+            "encode_ms_p50": num(self._diag_sum("sqgan vehicle:", "encode_ms_p50") / len(self.vids), 1)
+            if self._diag_sum("sqgan vehicle:", "encode_ms_p50") is not None else None,
+            "rsu_ms_p50": num(self._diag_sum("sqgan rsu: vehicle_", "rsu_ms_p50") / len(self.vids), 1)
+            if self._diag_sum("sqgan rsu: vehicle_", "rsu_ms_p50") is not None else None,
+            "unavailable": {"miou_seg_recon": "no segmenter yet (issue 4): mIoU of a segmenter on the "
+                                              "reconstruction cannot be computed"},
+            "notes": {
+                "miou_shat": "RSU's decoded semantic map vs the simulator's exact labels",
+                "latency": "camera image arrival -> RSU image arrival, both at the recorder (same host clock)",
+                "mean_bpp": "all packet bytes (headers, CRCs, redundant info) per camera pixel",
+            },
+            "profile": self.p["profile"],
+            "model": self.p["model"],
+            "untrained": str(self.p["model"]).startswith("untrained:"),
+            "stop_reason": reason,
+            "link": link,
+        }
+        if summary["untrained"]:
+            summary["notes"]["untrained"] = "random weights: rates and timings are real, psnr/miou are of noise"
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        if self.strip:
+            from PIL import Image as PILImage
+
+            PILImage.fromarray(np.concatenate(self.strip, axis=0)).save(out / "strip.png")
+        print(format_table(summary), flush=True)
+        return summary
+
+
+TABLE_KEYS = ("frames_sent", "frames_decoded", "packets_sent", "packets_lost", "mean_bpp", "miou_seg_recon",
+              "miou_shat", "psnr", "latency_ms_p50", "latency_ms_p95", "fps")
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    rows = [f"  {k:<18} {summary.get(k)!s:>12}" for k in TABLE_KEYS]
+    head = f"pipeline summary ({summary.get('profile')}, model {summary.get('model')})"
+    return "\n".join([head] + rows)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = PipelineRecorder()
+    try:
+        while rclpy.ok() and not node.done:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        node.summary = node.write_summary("interrupted")
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0 if getattr(node, "summary", {}).get("frames_recorded") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

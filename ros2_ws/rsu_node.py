@@ -1,0 +1,239 @@
+"""RSU decoder node: packets from many vehicles -> reconstructed image and semantic map per vehicle.
+
+A receiver thread reads the CurveZMQ socket (allow-listed keys only; a vehicle may only send as the
+vehicle id in its certificate) into a FrameAssembler; released frames go to a per-vehicle one-frame
+slot (newest wins, stale ones dropped and counted) that a decode thread serves round-robin, so a slow
+decode never backs up the socket and one vehicle cannot starve another. Lost tokens go through the
+concealment seam (`conceal`, default: treated as masked and filled by the ADM).
+
+Publishes per vehicle, with the camera's header stamp and frame_id:
+  /rsu/vehicle_<id>/image            sensor_msgs/Image rgb8 (at the camera's original size)
+  /rsu/vehicle_<id>/semantic         sensor_msgs/Image mono8 trainIds (255 = void)
+  /rsu/vehicle_<id>/semantic_color   sensor_msgs/Image rgb8, Cityscapes palette
+and per-vehicle statistics on /diagnostics (frames, packets lost, bpp, latency).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import rclpy
+import zmq
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from ros2_ws.image_conversions import numpy_to_image
+from ros2_ws.link.keys import KeyFileError
+from ros2_ws.link.transport import Receiver
+from ros2_ws.node_common import Rolling, diagnostic_array, diagnostic_status, image_qos, set_torch_threads
+from ros2_ws.streaming import UNTRAINED_WARNING, ModelSpecError, StreamDecoder, load_codec
+from ros2_ws.worker import LatestSlots, Worker
+from sqgan_core.labels import colorize
+from sqgan_core.packets import AssembledFrame, FrameAssembler
+
+# Camera stamps within this much of the RSU's wall clock are taken as wall time (real cameras,
+# use_sim_time off); simulation-time stamps (CARLA sync mode, the embedded simulator) are not.
+WALL_STAMP_TOLERANCE_S = 30.0
+
+
+def topic_prefix(vehicle_id: int) -> str:
+    return f"/rsu/vehicle_{vehicle_id}"
+
+
+class _VehicleOut:
+    def __init__(self, node: Node, vid: int) -> None:
+        base = topic_prefix(vid)
+        qos = image_qos()
+        self.image = node.create_publisher(Image, f"{base}/image", qos)
+        self.semantic = node.create_publisher(Image, f"{base}/semantic", qos)
+        self.semantic_color = node.create_publisher(Image, f"{base}/semantic_color", qos)
+        self.frames_decoded = 0
+        self.frames_incomplete = 0
+        self.publish_errors = 0
+        self.bits = 0
+        self.pixels = 0
+        self.latency_ms = Rolling()
+        self.rsu_ms = Rolling()
+        self.sim_stamps = False
+
+
+class RsuDecoder(Node):
+    def __init__(self) -> None:
+        super().__init__("rsu_decoder")
+        d = self.declare_parameter
+        d("endpoint", "tcp://127.0.0.1:7560")
+        d("secret_key", "")
+        d("allow_dir", "")
+        d("model", "")
+        d("device", "cpu")
+        d("max_vehicles", 16)
+        d("max_frames_in_flight", 4)
+        d("frame_timeout", 0.15)
+        d("idle_reset", 1.0)
+        d("max_packet_bytes", 1400)
+        d("max_tokens", 8192)
+        d("publish_semantic_color", True)
+        d("torch_threads", 1)
+        d("diagnostics_period", 1.0)
+        p = {n: self.get_parameter(n).value for n in (
+            "endpoint", "secret_key", "allow_dir", "model", "device", "max_vehicles", "max_frames_in_flight",
+            "frame_timeout", "idle_reset", "max_packet_bytes", "max_tokens", "publish_semantic_color",
+            "torch_threads", "diagnostics_period")}
+        self.p = p
+        if not p["secret_key"] or not p["allow_dir"]:
+            raise ValueError("secret_key and allow_dir are required (generate keys with `sqgan keys`)")
+        set_torch_threads(p["torch_threads"])
+        codec, untrained = load_codec(p["model"], device=p["device"])
+        if untrained:
+            self.get_logger().warning(UNTRAINED_WARNING.format(spec=p["model"]))
+        self.decoder = StreamDecoder(codec)
+        self.assembler = FrameAssembler(codec.prior_x, codec.prior_s, codec.model_id,
+                                        max_tokens=min(p["max_tokens"], codec.max_tokens),
+                                        max_packet_bytes=p["max_packet_bytes"],
+                                        max_frames_in_flight=p["max_frames_in_flight"],
+                                        frame_timeout=p["frame_timeout"], idle_reset=p["idle_reset"],
+                                        max_vehicles=p["max_vehicles"])
+        self.receiver = Receiver(p["endpoint"], p["secret_key"], p["allow_dir"])
+        self.lock = threading.Lock()  # guards assembler stats snapshots and self.out
+        self.out: dict[int, _VehicleOut] = {}
+        self.counts: Counter[str] = Counter()
+        self.slots: LatestSlots[AssembledFrame] = LatestSlots(max_keys=p["max_vehicles"])
+        self.worker = Worker(self.slots, self._decode, self._on_error, name="rsu-decode").start()
+        self._stop = threading.Event()
+        self.rx_thread = threading.Thread(target=self._receive_loop, name="rsu-receive", daemon=True)
+        self.rx_thread.start()
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        self.get_logger().info(f"RSU listening on {self.receiver.endpoint}, {len(self.receiver.peers)} allowed keys, "
+                               f"model {codec.model_id:04x}")
+
+    # -- receive path (thread) ------------------------------------------------------------------
+    def receive_batch(self, timeout_ms: int = 20) -> None:
+        """One step of the receive path: socket -> assembler -> decode slots (also used by tests)."""
+        msgs = self.receiver.recv(timeout_ms=timeout_ms)
+        now = time.monotonic()
+        with self.lock:
+            ready = []
+            for m in msgs:
+                ready += self.assembler.push(m.data, now, sender=m.peer.name, expect_vehicle=m.expect_vehicle)
+            ready += self.assembler.poll(now)
+        for frame in ready:
+            self.slots.put(frame.vehicle_id, frame)
+
+    def _receive_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.receive_batch()
+            except Exception as exc:  # noqa: BLE001 - the receive path must survive anything
+                self.counts["receive_errors"] += 1
+                self.get_logger().error(f"receive path: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+
+    # -- decode path (worker thread) ------------------------------------------------------------
+    def _vehicle_out(self, vid: int) -> _VehicleOut:
+        with self.lock:
+            out = self.out.get(vid)
+            if out is None:
+                out = self.out[vid] = _VehicleOut(self, vid)
+                self.get_logger().info(f"new vehicle {vid}: publishing on {topic_prefix(vid)}/...")
+            return out
+
+    def _decode(self, vid: Any, frame: AssembledFrame) -> None:
+        dec = self.decoder.decode(frame)
+        out = self._vehicle_out(int(vid))
+        sec, nsec = frame.stamp
+        msgs = []
+        for arr, enc, pub in ((dec.image, "rgb8", out.image), (dec.labels, "mono8", out.semantic)) + (
+                ((colorize(dec.labels), "rgb8", out.semantic_color),) if self.p["publish_semantic_color"] else ()):
+            msg = numpy_to_image(arr, enc)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nsec
+            msg.header.frame_id = frame.info.frame_id
+            msgs.append((pub, msg))
+        for pub, msg in msgs:
+            try:
+                pub.publish(msg)
+            except Exception:  # noqa: BLE001 - Fast DDS can raise under load: count, keep going
+                out.publish_errors += 1
+        now_wall, now = time.time(), time.monotonic()
+        with self.lock:
+            out.frames_decoded += 1
+            out.frames_incomplete += 0 if frame.complete else 1
+            out.bits += 8 * frame.bytes_received
+            out.pixels += frame.info.orig_height * frame.info.orig_width
+            out.rsu_ms.add(1000 * (now - frame.first_arrival))
+            lat = now_wall - (sec + nsec * 1e-9)
+            if abs(lat) < WALL_STAMP_TOLERANCE_S:
+                out.latency_ms.add(1000 * lat)
+            else:
+                out.sim_stamps = True
+
+    def _on_error(self, vid: Any, exc: BaseException) -> None:
+        self.counts["decode_errors"] += 1
+        self.get_logger().error(f"vehicle {vid}: decode failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+
+    # -- diagnostics ----------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Per-vehicle and RSU-wide counters (what /diagnostics carries)."""
+        with self.lock:
+            rsu: dict[str, Any] = {f"rejected_{k}": v for k, v in self.assembler.rejected.items()}
+            rsu.update({k: v for k, v in self.receiver.stats.items()})
+            rsu.update(self.counts)
+            rsu["frames_in_flight"] = self.assembler.in_flight()
+            vehicles = {}
+            for vid in set(self.out) | set(self.assembler.vehicles):
+                v: dict[str, Any] = {}
+                st = self.assembler.stats(vid)
+                if st is not None:
+                    v.update(st.as_dict())
+                o = self.out.get(vid)
+                if o is not None:
+                    v["frames_decoded"] = o.frames_decoded
+                    v["frames_decoded_incomplete"] = o.frames_incomplete
+                    v["publish_errors"] = o.publish_errors
+                    v["bpp"] = o.bits / o.pixels if o.pixels else 0.0
+                    v.update(o.latency_ms.summary("latency_ms"))
+                    v.update(o.rsu_ms.summary("rsu_ms"))
+                    if o.sim_stamps:
+                        v["latency_note"] = "camera stamps are simulation time: latency measured by the recorder"
+                v["frames_dropped_stale"] = self.slots.dropped.get(vid, 0)
+                vehicles[vid] = v
+        return {"rsu": rsu, "vehicles": vehicles}
+
+    def _publish_diagnostics(self) -> None:
+        s = self.stats()
+        statuses = [diagnostic_status("sqgan rsu", "rsu", s["rsu"])]
+        statuses += [diagnostic_status(f"sqgan rsu: vehicle_{vid}", f"vehicle_{vid}", v)
+                     for vid, v in sorted(s["vehicles"].items())]
+        self.pub_diag.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self.rx_thread.join(2.0)
+        self.worker.stop()
+        self.receiver.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = RsuDecoder()
+    except (ModelSpecError, KeyFileError, ValueError, zmq.ZMQError) as exc:
+        print(f"rsu_decoder: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Vehicle encoder node: camera (+ semantic) -> SQ-GAN packets on the link, and CompressedImage.
+
+Subscribes to `camera_topic` (rgb8, bgr8, rgba8, bgra8, mono8; any size: the codec pads to 16, and
+frames beyond `max_tokens` are scaled down — the RSU restores the camera's size) and, with
+`semantic_source:=topic`, to `semantic_topic` (mono8 trainIds or Cityscapes/CARLA palette colour),
+paired by header stamp. `semantic_source:=segmenter` runs the vehicle's segmenter (issue 4; until
+one is installed the frames are skipped with a logged, counted reason). Encoding runs in a worker
+thread fed by a one-frame slot (newest wins, drops counted), so the executor never blocks.
+
+Each frame goes out as packets (sqgan_core.packets) over CurveZMQ, and as a sensor_msgs/
+CompressedImage `rgb8; sqgan compressed v1` (the frame bitstream, decodable by `sqgan decode`) on
+`<camera_topic>/sqgan` for recording and replay. m_x and m_s can be changed at run time.
+
+Run: `vehicle_encoder --ros-args -p model:=untrained:small -p vehicle_id:=0 -p secret_key:=keys/vehicle_0.key_secret
+-p server_key:=keys/link.key`
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import rclpy
+import zmq
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image
+
+from ros2_ws.camera_input import StampSync, UnsupportedImage, rgb_from_image, stamp_key, train_ids_from_semantic
+from ros2_ws.link.keys import KeyFileError
+from ros2_ws.link.transport import Sender
+from ros2_ws.node_common import Rolling, diagnostic_array, diagnostic_status, image_qos, sensor_qos, set_torch_threads
+from ros2_ws.streaming import UNTRAINED_WARNING, ModelSpecError, StreamEncoder, load_codec
+from ros2_ws.worker import LatestSlots, Worker
+
+COMPRESSED_FORMAT = "rgb8; sqgan compressed v1"
+RUNTIME_PARAMS = ("m_x", "m_s")
+
+
+def load_segmenter(spec: str) -> Any:
+    """The vehicle's segmenter (issue 4): a callable RGB -> trainIds, or None with the reason."""
+    try:
+        from sqgan_core.segmenter import load_segmenter as _load  # type: ignore[import-not-found]
+    except ImportError as exc:
+        return None, f"no segmenter installed yet (issue 4): {exc}"
+    try:
+        return _load(spec), ""
+    except Exception as exc:  # noqa: BLE001 - any failure to load is reported, not fatal
+        return None, f"segmenter {spec!r} failed to load: {exc}"
+
+
+class VehicleEncoder(Node):
+    def __init__(self) -> None:
+        super().__init__("vehicle_encoder")
+        d = self.declare_parameter
+        d("vehicle_id", 0)
+        d("camera_topic", "/carla/ego/rgb_front/image")
+        d("semantic_source", "topic")  # topic | segmenter
+        d("semantic_topic", "/carla/ego/semantic_segmentation_front/image")
+        d("segmenter", "")
+        d("m_x", 0.5)
+        d("m_s", 0.5)
+        d("model", "")  # checkpoint path, or untrained:<config> (explicitly), "" = shipped default
+        d("device", "cpu")
+        d("packet_bytes", 256)
+        d("info_copies", 2)
+        d("max_tokens", 2048)
+        d("link_endpoint", "tcp://127.0.0.1:7550")
+        d("secret_key", "")  # this vehicle's .key_secret
+        d("server_key", "")  # public key of the link (or of the RSU when connecting directly)
+        d("send_hwm", 64)
+        d("sync_slop", 0.001)
+        d("publish_compressed", True)
+        d("torch_threads", 1)
+        d("diagnostics_period", 1.0)
+        p = {name: self.get_parameter(name).value for name in (
+            "vehicle_id", "camera_topic", "semantic_source", "semantic_topic", "segmenter", "m_x", "m_s", "model",
+            "device", "packet_bytes", "info_copies", "max_tokens", "link_endpoint", "secret_key", "server_key",
+            "send_hwm", "sync_slop", "publish_compressed", "torch_threads", "diagnostics_period")}
+        self.p = p
+        log = self.get_logger()
+        if p["semantic_source"] not in ("topic", "segmenter"):
+            raise ValueError(f"semantic_source must be 'topic' or 'segmenter', got {p['semantic_source']!r}")
+        if not p["secret_key"] or not p["server_key"]:
+            raise ValueError("secret_key and server_key are required (generate keys with `sqgan keys`)")
+        set_torch_threads(p["torch_threads"])
+        codec, untrained = load_codec(p["model"], device=p["device"])
+        if untrained:
+            log.warning(UNTRAINED_WARNING.format(spec=p["model"]))
+        self.encoder = StreamEncoder(codec, p["vehicle_id"], m_x=p["m_x"], m_s=p["m_s"],
+                                     max_packet_bytes=p["packet_bytes"], info_copies=p["info_copies"],
+                                     max_tokens=p["max_tokens"])
+        self.sender = Sender(p["link_endpoint"], p["secret_key"], p["server_key"], hwm=p["send_hwm"])
+        self.counts: Counter[str] = Counter()
+        self.bpp = Rolling()
+        self.encode_ms = Rolling()
+        self.lock = threading.Lock()
+        self.segmenter = None
+        if p["semantic_source"] == "segmenter":
+            self.segmenter, why = load_segmenter(p["segmenter"])
+            if self.segmenter is None:
+                log.error(f"semantic_source=segmenter but {why}; frames are skipped until one is available "
+                          "(or use semantic_source:=topic)")
+                self.segmenter_error = why
+        self.sync: StampSync[Image, Image] = StampSync(p["sync_slop"], max_pending=8)
+        self.slots: LatestSlots[tuple[Image, Image | None, float]] = LatestSlots(max_keys=1)
+        self.worker = Worker(self.slots, self._encode, self._on_error, name="vehicle-encode").start()
+        self.create_subscription(Image, p["camera_topic"], self._on_image, sensor_qos())
+        if p["semantic_source"] == "topic":
+            self.create_subscription(Image, p["semantic_topic"], self._on_semantic, sensor_qos())
+        self.pub_compressed = (self.create_publisher(CompressedImage, p["camera_topic"].rstrip("/") + "/sqgan",
+                                                     image_qos()) if p["publish_compressed"] else None)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        log.info(f"vehicle {p['vehicle_id']}: {p['camera_topic']} (+ semantic from {p['semantic_source']}) -> "
+                 f"{p['link_endpoint']}, m_x={p['m_x']} m_s={p['m_s']}, packets <= {p['packet_bytes']} B, "
+                 f"model {codec.model_id:04x}")
+
+    # -- callbacks (cheap: no decoding here) ----------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self.counts["images_in"] += 1
+        t = time.monotonic()
+        if self.p["semantic_source"] == "segmenter":
+            self.slots.put("camera", (msg, None, t))
+            return
+        pair = self.sync.add_a(stamp_key(msg.header.stamp), msg)
+        if pair is not None:
+            self.slots.put("camera", (pair[1], pair[2], t))
+
+    def _on_semantic(self, msg: Image) -> None:
+        self.counts["semantic_in"] += 1
+        pair = self.sync.add_b(stamp_key(msg.header.stamp), msg)
+        if pair is not None:
+            self.slots.put("camera", (pair[1], pair[2], time.monotonic()))
+
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        new = {"m_x": self.encoder.m_x, "m_s": self.encoder.m_s}
+        for prm in params:
+            if prm.name not in RUNTIME_PARAMS:
+                if prm.name in self.p:
+                    return SetParametersResult(successful=False,
+                                               reason=f"{prm.name} is fixed at start-up; only m_x and m_s change at run time")
+                continue
+            if not isinstance(prm.value, (int, float)) or isinstance(prm.value, bool) or not 0.0 <= prm.value <= 1.0:
+                return SetParametersResult(successful=False, reason=f"{prm.name} must be a number in [0, 1]")
+            new[prm.name] = float(prm.value)
+        self.encoder.set_rates(new["m_x"], new["m_s"])
+        self.get_logger().info(f"rates now m_x={new['m_x']} m_s={new['m_s']}")
+        return SetParametersResult(successful=True)
+
+    # -- worker ---------------------------------------------------------------------------------
+    def _encode(self, _key: Any, item: tuple[Image, Image | None, float]) -> None:
+        img_msg, sem_msg, _t = item
+        try:
+            rgb = rgb_from_image(img_msg)
+            if sem_msg is not None:
+                labels = train_ids_from_semantic(sem_msg)
+            elif self.segmenter is not None:
+                labels = np.asarray(self.segmenter(rgb), dtype=np.uint8)
+            else:
+                self._skip("no_segmenter", getattr(self, "segmenter_error", "no semantic source"))
+                return
+            if labels.shape != rgb.shape[:2]:
+                raise UnsupportedImage(f"semantic {labels.shape} and camera {rgb.shape[:2]} sizes differ")
+        except UnsupportedImage as exc:
+            self._skip("unsupported_image", str(exc))
+            return
+        stamp = (int(img_msg.header.stamp.sec), int(img_msg.header.stamp.nanosec))
+        out = self.encoder.encode(rgb, labels, stamp, img_msg.header.frame_id[:63], want_frame=self.pub_compressed is not None)
+        sent = self.sender.send(out.packets)
+        with self.lock:
+            self.counts["frames_encoded"] += 1
+            self.counts["packets_sent"] += sent
+            self.counts["packets_dropped_link"] += len(out.packets) - sent
+            self.counts["bytes_sent"] += out.bytes_total
+            self.counts["pixels_sent"] += rgb.shape[0] * rgb.shape[1]
+            if out.resized:
+                self.counts["frames_resized"] += 1
+            self.bpp.add(out.bpp)
+            self.encode_ms.add(out.encode_ms)
+        if self.pub_compressed is not None and out.frame is not None:
+            msg = CompressedImage()
+            msg.header = img_msg.header
+            msg.format = COMPRESSED_FORMAT
+            msg.data = out.frame
+            try:
+                self.pub_compressed.publish(msg)
+            except Exception as exc:  # noqa: BLE001 - Fast DDS may raise under load; count it
+                self._skip("publish_error", str(exc))
+
+    def _skip(self, reason: str, detail: str) -> None:
+        with self.lock:
+            self.counts[f"skipped_{reason}"] += 1
+        self.get_logger().warning(f"frame skipped: {detail}", throttle_duration_sec=5.0)
+
+    def _on_error(self, _key: Any, exc: BaseException) -> None:
+        with self.lock:
+            self.counts["errors"] += 1
+        self.get_logger().error(f"encoding failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+
+    # -- diagnostics ----------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            s: dict[str, Any] = dict(self.counts)
+            s.update(self.bpp.summary("bpp"))
+            s.update(self.encode_ms.summary("encode_ms"))
+        s["frames_dropped_busy"] = self.slots.dropped_total()
+        s["frames_unsynced"] = self.sync.dropped
+        s["link_dropped_unavailable"] = self.sender.stats["dropped_unavailable"]
+        s["m_x"], s["m_s"] = self.encoder.m_x, self.encoder.m_s
+        return s
+
+    def _publish_diagnostics(self) -> None:
+        vid = self.p["vehicle_id"]
+        st = diagnostic_status(f"sqgan vehicle: vehicle_{vid}", f"vehicle_{vid}", self.stats())
+        self.pub_diag.publish(diagnostic_array(self.get_clock().now().to_msg(), [st]))
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        self.sender.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = VehicleEncoder()
+    except (ModelSpecError, KeyFileError, ValueError, zmq.ZMQError) as exc:
+        print(f"vehicle_encoder: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
