@@ -61,8 +61,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-GRID_SHOTS = (("default", 1, 40), ("default", 5, 400), ("dense_urban", 3, 120), ("dense_urban", 4, 600),
-              ("rainy_night", 7, 200), ("foggy_morning", 11, 300), ("default", 9, 800), ("rainy_night", 12, 500))
+GRID_SHOTS = (("default", 1, 40), ("default", 5, 150), ("dense_urban", 3, 60), ("dense_urban", 4, 220),
+              ("rainy_night", 7, 120), ("foggy_morning", 11, 90), ("default", 9, 260), ("rainy_night", 12, 180))
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
