@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -57,24 +58,38 @@ class SimPublisher(Node):
 
     def __init__(self) -> None:
         super().__init__("sim_publisher")
-        # parameters declared up front (ros2/examples style)
-        self.declare_parameter("scenario", "default")
-        self.declare_parameter("source", "")            # "" keeps the scenario's; embedded | carla
-        self.declare_parameter("seed", -1)              # -1 keeps the scenario's
-        self.declare_parameter("role_name", "")         # "" keeps the scenario's ego.role_name
-        self.declare_parameter("rgb_sensor", "rgb_front")
-        self.declare_parameter("semantic_sensor", "semantic_segmentation_front")
-        self.declare_parameter("rate", 20.0)            # Hz of wall time; 0 = as fast as possible
-        self.declare_parameter("frames", 0)             # 0 = scenario duration, -1 = forever
-        self.declare_parameter("publish_clock", True)
-        self.declare_parameter("wait_for_subscribers", 0)   # hold the first frame until this many per image topic
-        self.declare_parameter("wait_timeout", 30.0)
-        self.declare_parameter("reliable", True)         # image_transport default; false = sensor-data QoS
-        self.declare_parameter("carla_host", "")
-        self.declare_parameter("carla_port", 0)
-        p = {n: self.get_parameter(n).value for n in (
-            "scenario", "source", "seed", "role_name", "rgb_sensor", "semantic_sensor", "rate", "frames",
-            "publish_clock", "wait_for_subscribers", "wait_timeout", "reliable", "carla_host", "carla_port")}
+        # parameters declared up front (ros2/examples style); numbers accept int or float
+        # (`-p rate:=10` is an integer to ROS), strings and bools keep their declared type
+        defaults: dict[str, Any] = {
+            "scenario": "default",
+            "source": "",                    # "" keeps the scenario's; embedded | carla
+            "seed": -1,                      # -1 keeps the scenario's
+            "role_name": "",                 # "" keeps the scenario's ego.role_name
+            "rgb_sensor": "rgb_front",
+            "semantic_sensor": "semantic_segmentation_front",
+            "rate": 20.0,                    # Hz of wall time; 0 = as fast as possible
+            "frames": 0,                     # 0 = scenario duration, -1 = forever
+            "publish_clock": True,
+            "wait_for_subscribers": 0,       # hold the first frame until this many per image topic
+            "wait_timeout": 30.0,
+            "reliable": True,                # image_transport default; false = sensor-data QoS
+            "carla_host": "",
+            "carla_port": 0,
+        }
+        numeric = {"seed": int, "rate": float, "frames": int, "wait_for_subscribers": int, "wait_timeout": float,
+                   "carla_port": int}
+        p: dict[str, Any] = {}
+        for name, default in defaults.items():
+            if name in numeric:
+                self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
+                value = self.get_parameter(name).value
+                try:
+                    p[name] = numeric[name](value)
+                except (TypeError, ValueError):
+                    raise ValueError(f"parameter {name}: expected a number, got {value!r}") from None
+            else:
+                self.declare_parameter(name, default)
+                p[name] = self.get_parameter(name).value
         self.params = p
         cfg = load_scenario(p["scenario"])
         over: dict[str, Any] = {}
@@ -169,7 +184,7 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     try:
         node = SimPublisher()
-    except (ScenarioError, ConnectionError, ImportError) as exc:
+    except (ScenarioError, ConnectionError, ImportError, ValueError) as exc:
         print(f"sim_publisher: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2

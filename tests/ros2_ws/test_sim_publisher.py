@@ -53,7 +53,7 @@ def test_topics_from_embedded_simulator(tmp_path, ros_env):
     node.create_subscription(Clock, "/clock", got["clock"].append, 50)
     proc = subprocess.Popen([sys.executable, "-m", "ros2_ws.sim_publisher", "--ros-args", "-p",
                              f"scenario:={scen}", "-p", "role_name:=hero", "-p", "wait_for_subscribers:=1",
-                             "-p", "rate:=40.0"], env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "-p", "rate:=40"], env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (len(got["rgb"]) < 10 or len(got["sem"]) < 10):
