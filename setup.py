@@ -59,6 +59,7 @@ setup(
             "codec = sqgan_core.cli.codec_commands:register",
             "codec-demo = sqgan_core.cli.codec_demo:register",
             "train = sqgan_core.cli.train_commands:register",
+            "segment = sqgan_core.cli.segment_commands:register",
             "sim = sim.cli:register",
             "keys = ros2_ws.link.keys_command:register",
             "link = ros2_ws.link.emulator:register",

@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("--device", default="cpu")
         s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
         s.set_defaults(func=_train)
+    from sqgan_core.cli.segment_commands import register_training
+
+    register_training(stages)
     s = stages.add_parser("priors", help="fit index priors from code usage and store them in a checkpoint")
     s.add_argument("--model", type=Path, required=True)
     s.add_argument("--data", type=Path, required=True)

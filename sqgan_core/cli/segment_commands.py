@@ -1,0 +1,66 @@
+"""`sqgan segment`: run the vehicle-side segmenter on an image; `sqgan train segmenter` trains it."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from sqgan_core.cli import CommandError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="semantic segmentation of an image (Fast-SCNN, 19 trainIds)",
+                       description="Write the trainId map (palette PNG) the vehicle's segmenter predicts.")
+    p.add_argument("image", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help="trainId PNG to write")
+    p.add_argument("--model", type=Path, help="segmenter checkpoint (default: the shipped one)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print timing and class histogram as JSON")
+    p.set_defaults(func=_segment)
+
+
+def register_training(stages: argparse._SubParsersAction) -> None:
+    s = stages.add_parser("segmenter", help="train the Fast-SCNN segmenter with mmsegmentation")
+    s.add_argument("--data", type=Path, required=True, help="Cityscapes-layout root with train/ and val/ splits")
+    s.add_argument("--work-dir", type=Path, default=Path("runs/segmenter"), help="mmengine work dir")
+    s.add_argument("-o", "--output", type=Path, required=True, help="weights-only checkpoint to write")
+    s.add_argument("--iters", type=int, default=8000)
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--val-interval", type=int, default=1000)
+    s.add_argument("--resume", action="store_true", help="resume from the work dir's last checkpoint")
+    s.set_defaults(func=_train)
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from sqgan_core.imageio import read_rgb, write_labels
+    from sqgan_core.labels import CLASS_NAMES
+    from sqgan_core.segmentation.segmenter import Segmenter, SegmenterError
+
+    try:
+        image = read_rgb(args.image)
+        seg = Segmenter.load(args.model, device=args.device)
+    except (FileNotFoundError, ValueError, SegmenterError) as exc:
+        raise CommandError(str(exc)) from None
+    t = time.perf_counter()
+    labels = seg(image)
+    ms = 1e3 * (time.perf_counter() - t)
+    write_labels(args.output, labels)
+    if args.json:
+        import numpy as np
+
+        counts = np.bincount(labels[labels < 19], minlength=19) / labels.size
+        print(json.dumps({"height": int(labels.shape[0]), "width": int(labels.shape[1]), "ms": round(ms, 2),
+                          "class_fraction": {n: round(float(c), 5) for n, c in zip(CLASS_NAMES, counts) if c}}))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sqgan_core.segmentation.segmenter import train_segmenter
+
+    if not (args.data / "leftImg8bit" / "train").is_dir() or not (args.data / "leftImg8bit" / "val").is_dir():
+        raise CommandError(f"{args.data}: needs leftImg8bit/train and leftImg8bit/val (Cityscapes layout)")
+    meta = train_segmenter(args.data, args.work_dir, args.output, args.iters, args.batch_size, args.val_interval,
+                           args.resume)
+    print(json.dumps({"model": str(args.output), **meta}))
+    return 0
