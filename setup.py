@@ -60,15 +60,20 @@ setup(
             "codec-demo = sqgan_core.cli.codec_demo:register",
             "train = sqgan_core.cli.train_commands:register",
             "segment = sqgan_core.cli.segment_commands:register",
+            "eval = sqgan_core.cli.eval_command:register",
             "sim = sim.cli:register",
             "keys = ros2_ws.link.keys_command:register",
             "link = ros2_ws.link.emulator:register",
             "launch = ros2_ws.launcher:register",
             "demo = ros2_ws.demo:register",
         ],
+        "sqgan.frame_sources": [
+            "embedded = sim:make_source",
+        ],
         "sqgan.bench": [
             "codec = sqgan_core.bench:register",
             "sim = sim.bench:register",
+            "pipeline = ros2_ws.bench:register",
         ],
     },
 )

@@ -99,7 +99,9 @@ class Receiver:
                  *, accept_relayed: bool = True, hwm: int = 4096, context: zmq.Context | None = None) -> None:
         public, secret = load_keypair(secret_key_file)
         self.peers = load_allow_list(allow_dir)
-        self.context = context or zmq.Context.instance()
+        # One ZAP handler per context (it binds inproc://zeromq.zap.01): a receiver owns its context.
+        self._own_context = context is None
+        self.context = context or zmq.Context()
         self.auth = ThreadAuthenticator(self.context)
         self.auth.start()
         self.auth.configure_curve(domain="*", location=str(Path(allow_dir)))
@@ -157,3 +159,5 @@ class Receiver:
     def close(self) -> None:
         self.sock.close(0)
         self.auth.stop()
+        if self._own_context:
+            self.context.term()

@@ -1,0 +1,52 @@
+"""launch_ros glue for launch/*.launch.py: the graph of ros2_ws.graph as launch actions.
+
+Imported only by `ros2 launch` on a real ROS 2 install (launch and launch_ros are not pip-installable,
+see REFERENCE.md); `sqgan launch` runs the same NodeSpecs without them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ros2_ws.graph import NodeSpec, build, context
+
+ARGUMENTS = ("keys_dir", "profile", "model", "link_listen", "rsu_endpoint", "rsu_connect", "role", "scenario",
+             "sim_rate", "out_dir")
+
+
+def spec_to_action(spec: NodeSpec) -> Any:
+    from launch.actions import Shutdown
+    from launch_ros.actions import Node
+
+    kw: dict[str, Any] = dict(package=spec.package, executable=spec.executable, name=spec.name, output="screen",
+                              respawn=spec.respawn, respawn_delay=spec.respawn_delay)
+    if spec.kind == "ros":
+        kw.update(parameters=[spec.parameters], remappings=spec.remappings)
+    if spec.arguments:
+        kw["arguments"] = spec.arguments  # the link emulator ignores the --ros-args launch_ros appends
+    if spec.env:
+        kw["additional_env"] = spec.env
+    if spec.required:
+        kw["on_exit"] = Shutdown(reason=f"{spec.name} finished")
+    return Node(**kw)
+
+
+def launch_description(graph: str) -> Any:
+    """LaunchDescription with one argument per network.yaml value and the graph's nodes."""
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+
+    defaults = context()
+    args = [DeclareLaunchArgument(name, default_value=str(defaults[name]), description=f"configs/nodes/network.yaml {name}")
+            for name in ARGUMENTS]
+    args.append(DeclareLaunchArgument("vehicles", default_value="1", description="number of vehicle encoders"))
+
+    def make_nodes(ctx: Any) -> list[Any]:
+        import yaml
+
+        sets = {n: yaml.safe_load(LaunchConfiguration(n).perform(ctx)) for n in ARGUMENTS}
+        sets = {k: ("" if v is None else v) for k, v in sets.items()}
+        vehicles = int(LaunchConfiguration("vehicles").perform(ctx))
+        return [spec_to_action(s) for s in build(graph, vehicles=vehicles, sets=sets)]
+
+    return LaunchDescription(args + [OpaqueFunction(function=make_nodes)])

@@ -1,0 +1,80 @@
+import signal
+import sys
+import time
+
+import pytest
+
+from ros2_ws.graph import NodeSpec
+from ros2_ws.launcher import Supervisor
+
+PY = sys.executable
+
+
+def spec(name, code, **kw):
+    return NodeSpec(name=name, executable=PY, kind="process", arguments=["-c", code], **kw)
+
+
+@pytest.fixture
+def logs():
+    return []
+
+
+def sup(specs, logs, **kw):
+    s = Supervisor(specs, log=logs.append, grace=3.0, **kw)
+    for p in s.procs:  # executable is an absolute path: run it as given
+        p.cmd = [PY, *p.spec.arguments]
+    return s
+
+
+TRAP = ("import signal,sys,time\n"
+        "def h(s,f):\n print('got', s, flush=True); sys.exit(0)\n"
+        "signal.signal(signal.SIGINT,h)\nprint('ready',flush=True)\nwhile True: time.sleep(0.05)\n")
+
+
+def test_forwards_sigint_and_exits_cleanly(logs, tmp_path):
+    out = open(tmp_path / "out.txt", "w+")
+    s = sup([spec("a", TRAP), spec("b", TRAP)], logs, output=out)
+    t0 = time.monotonic()
+    assert s.run(duration=1.5) == 0
+    assert time.monotonic() - t0 < 6
+    out.seek(0)
+    text = out.read()
+    assert "[a] got 2" in text and "[b] got 2" in text
+
+
+def test_stubborn_process_is_killed(logs):
+    code = "import signal,time\nsignal.signal(signal.SIGINT,signal.SIG_IGN)\nsignal.signal(signal.SIGTERM,signal.SIG_IGN)\ntime.sleep(60)"
+    s = sup([spec("stubborn", code)], logs, capture=False)
+    t0 = time.monotonic()
+    s.run(duration=0.5)
+    assert time.monotonic() - t0 < 10 and s.procs[0].returncode == -signal.SIGKILL
+    assert any("SIGKILL" in m for m in logs)
+
+
+def test_required_node_ends_the_graph_with_its_code(logs):
+    s = sup([spec("daemon", TRAP), spec("job", "import time; time.sleep(0.5); raise SystemExit(3)", required=True)],
+            logs, capture=False)
+    assert s.run(duration=20) == 3
+    assert s.procs[0].returncode == 0  # the other node got SIGINT and exited cleanly
+
+
+def test_failure_is_reported_and_respawn(logs):
+    s = sup([spec("crash", "raise SystemExit(5)", respawn=True, respawn_delay=0.2), spec("ok", TRAP)], logs,
+            capture=False)
+    assert s.run(duration=1.5) == 5
+    assert s.procs[0].restarts >= 2 and any("respawning crash" in m for m in logs)
+
+
+def test_sqgan_launch_dry_run(capsys):
+    from sqgan_core.cli import main
+
+    assert main(["launch", "pipeline", "--dry-run", "--vehicles", "2", "--param", "vehicle.m_s=0.25"]) == 0
+    out = capsys.readouterr().out
+    assert '"vehicle_encoder_1"' in out and '"m_s": 0.25' in out
+
+
+def test_sqgan_launch_without_keys_says_how(tmp_path, capsys):
+    from sqgan_core.cli import main
+
+    assert main(["launch", "rsu", "--keys", str(tmp_path / "none")]) == 2
+    assert "sqgan keys" in capsys.readouterr().err
