@@ -63,6 +63,9 @@ def test_synchronous_mode_sensors_role_and_cleanup(carla_standin):
         assert (c.attributes["image_size_x"], c.attributes["image_size_y"], float(c.attributes["fov"])) == ("96", "48", 90.0)
         assert c.parent is ego
     assert len([a for a in world.actors if a.type_id.startswith("vehicle.")]) == 1 + 5
+    # scenario weather reaches the server: default is a dry early afternoon with light fog
+    assert world.weather.precipitation == 0.0 and world.weather.sun_altitude_angle > 30.0
+    assert world.weather.fog_density == pytest.approx(5.0)
     src.step()
     src.close()
     src.close()  # idempotent
