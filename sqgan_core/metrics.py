@@ -39,3 +39,43 @@ def miou_from_confusion(cm: np.ndarray) -> float:
 
 def miou(pred: np.ndarray, target: np.ndarray, num_classes: int = NUM_CLASSES) -> float:
     return miou_from_confusion(confusion(pred, target, num_classes))
+
+
+_MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003): 11x11 Gaussian window (sigma 1.5), 5 scales
+    with the standard weights, channels averaged. Both images H x W x 3 uint8, short side >= 161."""
+    import torch
+    import torch.nn.functional as F
+
+    if a.shape != b.shape:
+        raise ValueError(f"ms_ssim: shapes differ {a.shape} vs {b.shape}")
+    if min(a.shape[:2]) < 161:
+        raise ValueError(f"ms_ssim needs a short side of at least 161 pixels for 5 scales, got {a.shape[:2]}")
+    x = torch.from_numpy(a.astype(np.float64)).permute(2, 0, 1)[None]
+    y = torch.from_numpy(b.astype(np.float64)).permute(2, 0, 1)[None]
+    c = x.shape[1]
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5 ** 2))
+    g = (g / g.sum())
+    win = (g[:, None] * g[None, :]).expand(c, 1, 11, 11).contiguous()
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+
+    def filt(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, win, groups=c)
+
+    values = []
+    for level in range(5):
+        mx, my = filt(x), filt(y)
+        sxx, syy, sxy = filt(x * x) - mx ** 2, filt(y * y) - my ** 2, filt(x * y) - mx * my
+        cs = (2 * sxy + c2) / (sxx + syy + c2)
+        if level < 4:
+            values.append(torch.relu(cs.mean(dim=(2, 3))))
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        else:
+            ssim = ((2 * mx * my + c1) / (mx ** 2 + my ** 2 + c1)) * cs
+            values.append(torch.relu(ssim.mean(dim=(2, 3))))
+    w = torch.tensor(_MS_SSIM_WEIGHTS, dtype=torch.float64)
+    per_channel = torch.prod(torch.stack(values, 0) ** w[:, None, None], dim=0)
+    return float(per_channel.mean())

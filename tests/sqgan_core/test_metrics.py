@@ -33,3 +33,15 @@ def test_confusions_accumulate_over_frames():
     ps = [rng.integers(0, 19, (8, 8)).astype(np.uint8) for _ in range(3)]
     cm = sum(confusion(p, t) for p, t in zip(ps, ts))
     assert miou_from_confusion(cm) == pytest.approx(miou(np.concatenate(ps), np.concatenate(ts)))
+
+
+def test_ms_ssim_identity_noise_and_size_check():
+    from sqgan_core.metrics import ms_ssim
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (192, 256, 3), dtype=np.uint8)
+    assert ms_ssim(a, a) == pytest.approx(1.0)
+    small = np.clip(a + rng.normal(0, 5, a.shape), 0, 255).astype(np.uint8)
+    big = np.clip(a + rng.normal(0, 40, a.shape), 0, 255).astype(np.uint8)
+    assert 1.0 > ms_ssim(a, small) > ms_ssim(a, big) > 0
+    with pytest.raises(ValueError, match="161"):
+        ms_ssim(a[:100], a[:100])
