@@ -49,7 +49,7 @@ class Model:
 
 def _wheel(mb: MeshBuilder, x: float, y: float, r: float, w: float, label: int) -> None:
     # the cap faces outward on both sides: the outer end of the cylinder is the capped one
-    mb.cylinder(x, y, r, r, w, (0.03, 0.03, 0.03), M_RUBBER, label, sides=8, axis="x",
+    mb.cylinder(x, y, r, r, w, (0.03, 0.03, 0.03), M_RUBBER, label, sides=7, axis="x",
                 yaw=math.pi / 2 if y > 0 else -math.pi / 2)
 
 

@@ -192,6 +192,18 @@ class Renderer:
         self.static_vbo = ctx.buffer(np.ascontiguousarray(data, np.float32).tobytes())
         self.static_vaos = [ctx.vertex_array(p, [(self.static_vbo, VERTEX_FORMAT, *VERTEX_ATTRS)], skip_errors=True)
                             for p in self.scenes]
+        # sun shadow map of the static scene around the camera, re-rendered only when the camera
+        # has moved SHADOW_REFRESH metres from the map's centre (the sun does not move)
+        self.shadow_size = 1024
+        self.shadow_tex = ctx.depth_texture((self.shadow_size, self.shadow_size))
+        self.shadow_tex.compare_func = ""
+        self.shadow_tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self.shadow_fbo = ctx.framebuffer(depth_attachment=self.shadow_tex)
+        self.shadow_prog = ctx.program(vertex_shader=shaders.SHADOW_VS, fragment_shader=shaders.SHADOW_FS)
+        self.shadow_vao = ctx.vertex_array(self.shadow_prog, [(self.static_vbo, "3f 44x", "in_pos")], skip_errors=True)
+        self.shadow_center: np.ndarray | None = None
+        self.shadow_sun: np.ndarray | None = None
+        self.lightvp = np.eye(4)
         self.dyn_capacity = 0
         self.dyn_vbo = None
         self.dyn_vaos: list = []
@@ -236,6 +248,53 @@ class Renderer:
         out.sort()
         return [ci for _, ci in out]
 
+    SHADOW_HALF = 110.0     # metres covered either side of the centre
+    SHADOW_REFRESH = 35.0   # re-render after the camera moved this far from the centre
+
+    def _light_matrix(self, center: np.ndarray, sun: np.ndarray) -> np.ndarray:
+        up = np.array([0.0, 0.0, 1.0]) if abs(sun[2]) < 0.95 else np.array([1.0, 0.0, 0.0])
+        f = -sun / np.linalg.norm(sun)
+        r = np.cross(f, up)
+        r /= np.linalg.norm(r)
+        u = np.cross(r, f)
+        eye = center + sun * 400.0
+        view = np.eye(4)
+        view[0, :3], view[1, :3], view[2, :3] = r, u, -f
+        view[0, 3], view[1, 3], view[2, 3] = -r @ eye, -u @ eye, f @ eye
+        h, near, far = self.SHADOW_HALF, 1.0, 800.0
+        proj = np.diag([1.0 / h, 1.0 / h, -2.0 / (far - near), 1.0])
+        proj[2, 3] = -(far + near) / (far - near)
+        return proj @ view
+
+    def _update_shadows(self, pose: CameraPose, env: "Environment") -> bool:
+        """Render the static shadow map if the sun is up and the camera left the covered area."""
+        if env.sun_dir[2] < 0.08 or float(np.max(env.sun_col)) < 0.05:
+            return False
+        cam = np.array([pose.x, pose.y, 0.0])
+        fwd = np.array([math.cos(pose.yaw), math.sin(pose.yaw), 0.0])
+        want = cam + fwd * self.SHADOW_HALF * 0.45  # most of the map in front of the camera
+        if (self.shadow_center is not None and np.array_equal(self.shadow_sun, env.sun_dir)
+                and np.linalg.norm(want[:2] - self.shadow_center[:2]) < self.SHADOW_REFRESH):
+            return True
+        center = np.round(want / 5.0) * 5.0
+        self.shadow_center, self.shadow_sun = center, np.array(env.sun_dir)
+        self.lightvp = self._light_matrix(center, np.asarray(env.sun_dir, np.float64))
+        self.shadow_prog["u_lightvp"].write(self.lightvp.T.astype("f4").tobytes())
+        self.shadow_fbo.use()
+        self.ctx.viewport = (0, 0, self.shadow_size, self.shadow_size)
+        self.ctx.enable(self.mgl.DEPTH_TEST)
+        self.ctx.depth_func = "<"
+        self.shadow_fbo.clear(depth=1.0)
+        reach = self.SHADOW_HALF * 1.5
+        for ci, (c, rad, lod) in enumerate(self.chunk_info):
+            if rad > 300.0 or np.hypot(c[0] - center[0], c[1] - center[1]) > reach + rad:
+                continue  # ground and far scenery cast no useful shadow here
+            for k in range(len(self.groups)):
+                first, count = self.ranges[k, ci]
+                if count:
+                    self.shadow_vao.render(self.mgl.TRIANGLES, vertices=int(count), first=int(first))
+        return True
+
     def render(self, pose: CameraPose, dynamic: np.ndarray | None, env: Environment, time: float,
                frame: int, post: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Render one frame; returns (rgb HxWx3 uint8, labels HxW uint8), top row first."""
@@ -248,9 +307,17 @@ class Renderer:
                "u_sky_zenith": env.sky_zenith, "u_sky_horizon": env.sky_horizon, "u_amb_ground": env.amb_ground,
                "u_fog_col": env.fog_col, "u_fog": env.fog, "u_time": time, "u_wet": env.wet, "u_night": env.night,
                "u_headlights": env.headlights}
+        shadows = self._update_shadows(pose, env)
+        self.shadow_tex.use(2)
         vp_bytes = vp.T.astype("f4").tobytes()
+        lvp_bytes = self.lightvp.T.astype("f4").tobytes()
         for sc in self.scenes:
             sc["u_viewproj"].write(vp_bytes)
+            if "u_lightvp" in sc:
+                sc["u_lightvp"].write(lvp_bytes)
+                sc["u_shadow"].value = 2
+                sc["u_shadow_on"].value = 1.0 if shadows else 0.0
+                sc["u_shadow_size"].value = float(self.shadow_size)
             for k, v in uni.items():
                 if k in sc:
                     sc[k].value = tuple(float(x) for x in v) if isinstance(v, np.ndarray) else float(v)

@@ -52,6 +52,7 @@ uniform vec3 u_cam_pos; uniform vec3 u_cam_fwd;
 uniform vec3 u_sun_dir; uniform vec3 u_sun_col; uniform vec3 u_sky_zenith; uniform vec3 u_sky_horizon;
 uniform vec3 u_amb_ground; uniform vec3 u_fog_col; uniform float u_fog; uniform float u_time;
 uniform float u_wet; uniform float u_night; uniform float u_headlights;
+uniform sampler2D u_shadow; uniform mat4 u_lightvp; uniform float u_shadow_on; uniform float u_shadow_size;
 in vec3 v_pos; in vec3 v_normal; in vec2 v_uv;
 flat in vec3 v_color; flat in int v_mat; flat in int v_label; flat in float v_param;
 layout(location = 0) out vec4 o_color;
@@ -131,9 +132,9 @@ void main() {
         albedo = v_color; emit += sky_color(R) * fres * 0.5; spec = 0.6; rough = 0.08;
     } else if (v_mat == 6) {     // foliage: leaf clumps with light and dark pockets
         float l = vnoise3(v_pos * 3.1 + p * 10.0);
-        float l2 = vnoise3(v_pos * 9.0);
+        float l2 = hash3(v_pos * 9.0);
         albedo = v_color * (0.45 + 0.75 * l) * (0.8 + 0.4 * l2) * vec3(1.0 + 0.25 * (p - 0.5), 1.0, 1.0);
-        n = normalize(n + 0.55 * (vec3(l, l2, vnoise3(v_pos * 4.7)) - 0.5));
+        n = normalize(n + 0.55 * (vec3(l, l2, 1.0 - l) - 0.5));
         rough = 0.9;
     } else if (v_mat == 7) {     // grass with dry patches
         float g = vnoise(uv * 7.0) * 0.5 + hash2(uv * 30.0) * 0.5;
@@ -199,6 +200,24 @@ void main() {
     albedo *= 1.0 - 0.45 * wet;
     // lighting: sun (Lambert + Blinn-Phong), hemispheric sky/ground ambient, contact darkening
     float ndl = max(dot(n, u_sun_dir), 0.0);
+    // sun shadows from static geometry: orthographic shadow map, 2x2 bilinear PCF with unfiltered
+    // fetches (filtered/compare sampling is slow on llvmpipe)
+    if (u_shadow_on > 0.0 && ndl > 0.0) {
+        vec4 lp = u_lightvp * vec4(v_pos + n * 0.12, 1.0);
+        vec2 suv = lp.xy * 0.5 + 0.5;
+        if (suv.x > 0.0 && suv.x < 1.0 && suv.y > 0.0 && suv.y < 1.0) {
+            float fd = lp.z * 0.5 + 0.5 - 0.00025;
+            vec2 t = suv * u_shadow_size - 0.5;
+            ivec2 i0 = ivec2(floor(t));
+            vec2 f = fract(t);
+            ivec2 lim = ivec2(u_shadow_size) - 1;
+            float s00 = step(fd, texelFetch(u_shadow, clamp(i0, ivec2(0), lim), 0).r);
+            float s10 = step(fd, texelFetch(u_shadow, clamp(i0 + ivec2(1, 0), ivec2(0), lim), 0).r);
+            float s01 = step(fd, texelFetch(u_shadow, clamp(i0 + ivec2(0, 1), ivec2(0), lim), 0).r);
+            float s11 = step(fd, texelFetch(u_shadow, clamp(i0 + ivec2(1, 1), ivec2(0), lim), 0).r);
+            ndl *= mix(mix(s00, s10, f.x), mix(s01, s11, f.x), f.y);
+        }
+    }
     vec3 ambient = mix(u_amb_ground, u_sky_zenith * 0.9 + u_sky_horizon * 0.3, n.z * 0.5 + 0.5);
     float ao = abs(n.z) < 0.5 ? 0.55 + 0.45 * smoothstep(0.0, 1.8, v_pos.z) : 1.0;
     vec3 H = normalize(u_sun_dir + V);
@@ -225,6 +244,18 @@ void main() {
     o_color = vec4(col, 1.0);
     o_label = uint(v_label);
 }
+"""
+
+SHADOW_VS = r"""
+#version 330
+uniform mat4 u_lightvp;
+in vec3 in_pos;
+void main() { gl_Position = u_lightvp * vec4(in_pos, 1.0); }
+"""
+
+SHADOW_FS = r"""
+#version 330
+void main() { }
 """
 
 FULLSCREEN_VS = r"""
@@ -304,10 +335,12 @@ void main() {
     c = pow(c, vec3(1.0 / 2.2));
     if (u_sensor_noise > 0.0) {  // shot + read noise, different every frame, fixed per seed
         uvec3 k = uvec3(uvec2(px), uint(u_frame) * 7919u + uint(u_seed));
-        float n1 = float(hash_u(k) & 0xFFFFu) / 65536.0;
-        float n2 = float(hash_u(k + uvec3(0u, 0u, 104729u)) & 0xFFFFu) / 65536.0;
-        float n3 = float(hash_u(k + uvec3(0u, 0u, 7u)) & 0xFFFFu) / 65536.0;
-        float g = (n1 + n2 + n3 - 1.5) * 2.0;   // approx. unit-variance bell
+        uint h1 = hash_u(k), h2 = hash_u(k + uvec3(0u, 0u, 104729u));
+        // sum of three 10-bit uniforms: an approximately Gaussian luminance noise
+        float g = (float(h1 & 1023u) + float((h1 >> 10u) & 1023u) + float((h1 >> 20u) & 1023u)) / 1024.0;
+        g = (g - 1.5) * 2.0;
+        vec3 chroma = vec3(float(h2 & 1023u), float((h2 >> 10u) & 1023u), float((h2 >> 20u) & 1023u)) / 1024.0;
+        float n1 = chroma.z, n2 = chroma.x, n3 = chroma.y;
         float lum = dot(c, vec3(0.3, 0.59, 0.11));
         c += g * u_sensor_noise * (0.5 + sqrt(max(lum, 0.0)));
         c += (vec3(n2, n3, n1) - 0.5) * u_sensor_noise * 0.6;

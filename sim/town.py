@@ -371,7 +371,7 @@ def _tree(mb: MeshBuilder, rng: np.random.Generator, x: float, y: float, z0: flo
     green = np.array([0.18, 0.30, 0.08]) * tone
     r = rng.uniform(1.6, 2.6) * scale
     mb.blob(x, y, z0 + h + r * 0.75, r, r, r * rng.uniform(0.9, 1.3), green, M_FOLIAGE, L_VEG, rng,
-            float(rng.random()), seg=6, rings=3)
+            float(rng.random()), seg=5, rings=3)
     if rng.random() < 0.6:
         r2 = r * 0.7
         mb.blob(x + rng.uniform(-0.8, 0.8), y + rng.uniform(-0.8, 0.8), z0 + h + r * 1.4, r2, r2, r2, green * 1.1,
@@ -419,7 +419,7 @@ def _block(ctx: _Ctx, i: int, j: int) -> None:
                 # parked bicycles on the sidewalk
                 ctx.parked.append(("bike", px + ux * 3 - nx_ * 0.5, py + uy * 3 - ny_ * 0.5,
                                    math.atan2(ny_, nx_) + math.pi / 2, key))
-            s += rng.uniform(14, 22) if not trees else rng.uniform(9, 13)
+            s += rng.uniform(14, 22) if not trees else rng.uniform(11, 15)
     if kind == "park":
         _park(ctx, mb, ix0, iy0, ix1, iy1, z)
         return
@@ -522,7 +522,7 @@ def _park(ctx: _Ctx, mb: MeshBuilder, x0: float, y0: float, x1: float, y1: float
         elif r < 0.8:
             mb.box((ax + bx) / 2, (ay + by) / 2, z, L - 4, 1.0, rng.uniform(1.0, 1.6), yaw, (0.14, 0.25, 0.07),
                    M_FOLIAGE, L_VEG, float(rng.random()))
-    n = int((x1 - x0) * (y1 - y0) / 90)
+    n = int((x1 - x0) * (y1 - y0) / 140)
     for _ in range(n):
         _tree(mb, rng, rng.uniform(x0 + 3, x1 - 3), rng.uniform(y0 + 3, y1 - 3), z, scale=rng.uniform(1.0, 1.8))
     for _ in range(n // 3):
@@ -564,7 +564,7 @@ def _outskirts(ctx: _Ctx) -> None:
                     _fence(m, rng, x + 10, yline, 0.0, 19.5, 0.0)
                 elif r < 0.85:
                     _tree(m, rng, x + 10, yline + (-5 if side == 0 else 5), 0.0, scale=rng.uniform(1.2, 2.0))
-            for x in np.arange(-R + 20, R, 45.0):
+            for x in np.arange(-R + 20, R, 70.0):
                 yy = (g1 - rng.uniform(40, 160)) if side == 0 else (g3 + rng.uniform(40, 160))
                 xx = x + rng.uniform(-15, 15)
                 _tree(ctx.mb_at(xx, yy), rng, xx, yy, 0.0, scale=rng.uniform(2.0, 3.5))
@@ -580,7 +580,7 @@ def _outskirts(ctx: _Ctx) -> None:
                     _fence(m, rng, xline, y + 10, 0.0, 19.5, math.pi / 2)
                 elif r < 0.85:
                     _tree(m, rng, xline + (-5 if side == 2 else 5), y + 10, 0.0, scale=rng.uniform(1.2, 2.0))
-            for y in np.arange(-R + 20, R, 45.0):
+            for y in np.arange(-R + 20, R, 70.0):
                 xx = (g0 - rng.uniform(40, 160)) if side == 2 else (g2 + rng.uniform(40, 160))
                 yy = y + rng.uniform(-15, 15)
                 _tree(ctx.mb_at(xx, yy), rng, xx, yy, 0.0, scale=rng.uniform(2.0, 3.5))
@@ -613,8 +613,9 @@ def _parked(ctx: _Ctx, budget: int) -> None:
             m = models.motorcycle(rng, with_rider=False)
         else:
             m = models.bicycle(rng, with_rider=False)
-        target = ctx.detail(key) if kind in ("bike", "moto") else ctx.mb(key)
-        target.extend(models.transform_mesh(m.merged(), x, y, yaw))
+        # parked actors are drawn with the small props (within DETAIL_DISTANCE): hundreds of them
+        # line the kerbs and beyond ~130 m they are a few pixels behind moving traffic
+        ctx.detail(key).extend(models.transform_mesh(m.merged(), x, y, yaw))
 
 
 def build_town(seed: int, blocks_x: int = 6, blocks_y: int = 6, parked: int = 120) -> Town:

@@ -388,7 +388,9 @@ class Traffic:
         ahead = dx * fx + dy * fy
         # inside the draw radius and the horizontal view cone, widened by the actor's size
         cone = ahead > dist * math.cos(half_fov) - st[:, 6]
-        visible = (dist < radius) & cone
+        # people and two-wheelers are a few pixels tall beyond ~90 m: skip them there
+        small = (self.kind_code == 1) | (self.kind_code == 2) | (self.kind_code == 3)
+        visible = (dist < np.where(small, min(radius, 90.0), radius)) & cone
         # limb swing per actor: walkers by walk phase, riders pedal with distance travelled
         kc = self.kind_code
         swing = np.where(kc == 1, np.sin(st[:, 3]) * 0.45 * np.minimum(1.0, st[:, 4]),

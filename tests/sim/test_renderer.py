@@ -132,3 +132,27 @@ def test_projection_reproduces_intrinsics():
     v = (1 - ndc[1]) / 2 * cam.height
     assert u == pytest.approx(cam.cx + cam.fx * 0.2)
     assert v == pytest.approx(cam.cy - cam.fy * 0.1)
+
+
+def test_building_casts_sun_shadow_on_the_road():
+    """Sun low in +x: the building (x 25..40, y 3..12, 18 m tall) shades the road toward the camera."""
+    cam = CameraIntrinsics(320, 160, 90.0)
+    r = Renderer(cam, _scene())
+    pose = CameraPose(0.0, 0.5, 1.6, math.radians(8.0), math.radians(-5.0))
+    env = Environment.from_config(WeatherConfig(time_of_day=12.0, fog=0.0, cloudiness=0.0), CameraConfig(), 0)
+    env.sun_dir = np.array([1.0, 0.0, 1.0]) / math.sqrt(2.0)
+    rgb, lab = r.render(pose, None, env, 0.0, 0, post=False)
+    r.close()
+    # where does each road pixel's ray meet the ground?
+    f, rr, u = pose.axes()
+    j, i = np.meshgrid(np.arange(cam.width) + 0.5, np.arange(cam.height) + 0.5)
+    d = rr * ((j - cam.cx) / cam.fx)[..., None] + u * (-(i - cam.cy) / cam.fy)[..., None] + f
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = -pose.z / d[..., 2]
+    gx, gy = pose.x + d[..., 0] * t, pose.y + d[..., 1] * t
+    road = (lab == ROAD) & (t > 0)
+    shaded = road & (gx > 9.0) & (gx < 24.0) & (gy > 4.0) & (gy < 11.0)   # inside the shadow (45 deg sun)
+    lit = road & (gx > 9.0) & (gx < 24.0) & (gy < -4.0)
+    assert shaded.sum() > 50 and lit.sum() > 50
+    lum = rgb.astype(float).mean(axis=2)
+    assert lum[shaded].mean() < 0.8 * lum[lit].mean()
