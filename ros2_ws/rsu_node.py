@@ -30,7 +30,7 @@ from ros2_ws.image_conversions import numpy_to_image
 from ros2_ws.link.keys import KeyFileError
 from ros2_ws.link.transport import Receiver
 from ros2_ws.node_common import Rolling, diagnostic_array, diagnostic_status, image_qos, set_torch_threads
-from ros2_ws.streaming import UNTRAINED_WARNING, ModelSpecError, StreamDecoder, load_codec
+from ros2_ws.streaming import UNTRAINED_WARNING, ModelSpecError, StreamDecoder, load_codec, warm_up
 from ros2_ws.worker import LatestSlots, Worker
 from sqgan_core.labels import colorize
 from sqgan_core.packets import AssembledFrame, FrameAssembler
@@ -38,6 +38,17 @@ from sqgan_core.packets import AssembledFrame, FrameAssembler
 # Camera stamps within this much of the RSU's wall clock are taken as wall time (real cameras,
 # use_sim_time off); simulation-time stamps (CARLA sync mode, the embedded simulator) are not.
 WALL_STAMP_TOLERANCE_S = 30.0
+
+
+def trim_memory() -> None:
+    """Give freed heap back to the OS (glibc keeps it otherwise, so RSS would only ever grow after a
+    large frame, e.g. a hostile sender's maximal grid)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def topic_prefix(vehicle_id: int) -> str:
@@ -75,7 +86,7 @@ class RsuDecoder(Node):
         d("frame_timeout", 0.15)
         d("idle_reset", 1.0)
         d("max_packet_bytes", 1400)
-        d("max_tokens", 8192)
+        d("max_tokens", 2048)  # bounds decoder memory (attention over the token grid); vehicles resize to fit
         d("publish_semantic_color", True)
         d("torch_threads", 1)
         d("diagnostics_period", 1.0)
@@ -91,6 +102,7 @@ class RsuDecoder(Node):
         if untrained:
             self.get_logger().warning(UNTRAINED_WARNING.format(spec=p["model"]))
         self.decoder = StreamDecoder(codec)
+        warm_up(codec)
         self.assembler = FrameAssembler(codec.prior_x, codec.prior_s, codec.model_id,
                                         max_tokens=min(p["max_tokens"], codec.max_tokens),
                                         max_packet_bytes=p["max_packet_bytes"],
@@ -143,6 +155,9 @@ class RsuDecoder(Node):
 
     def _decode(self, vid: Any, frame: AssembledFrame) -> None:
         dec = self.decoder.decode(frame)
+        self._decodes = getattr(self, "_decodes", 0) + 1
+        if frame.header.num_tokens > 1024 or self._decodes % 100 == 0:
+            trim_memory()
         out = self._vehicle_out(int(vid))
         sec, nsec = frame.stamp
         msgs = []

@@ -170,3 +170,10 @@ class StreamDecoder:
         image, labels = resize_rgb(out.image, size), resize_labels(out.labels, size)
         extras: dict[str, Any] = {"tokens_lost": frame.tokens_lost, "complete": frame.complete}
         return DecodedFrame(np.ascontiguousarray(image), np.ascontiguousarray(labels), h, extras)
+
+
+def warm_up(codec: Any) -> None:
+    """One tiny encode + decode before declaring the node ready: the first inference of a process
+    is several times slower (lazy initialisation), which would otherwise land on the first frame."""
+    img = np.zeros((32, 32, 3), np.uint8)
+    codec.decode(codec.encode(img, np.zeros((32, 32), np.uint8), 0.5, 0.5).data)

@@ -34,7 +34,7 @@ from ros2_ws.camera_input import StampSync, UnsupportedImage, rgb_from_image, st
 from ros2_ws.link.keys import KeyFileError
 from ros2_ws.link.transport import Sender
 from ros2_ws.node_common import Rolling, diagnostic_array, diagnostic_status, image_qos, sensor_qos, set_torch_threads
-from ros2_ws.streaming import UNTRAINED_WARNING, ModelSpecError, StreamEncoder, load_codec
+from ros2_ws.streaming import UNTRAINED_WARNING, ModelSpecError, StreamEncoder, load_codec, warm_up
 from ros2_ws.worker import LatestSlots, Worker
 
 COMPRESSED_FORMAT = "rgb8; sqgan compressed v1"
@@ -74,13 +74,14 @@ class VehicleEncoder(Node):
         d("server_key", "")  # public key of the link (or of the RSU when connecting directly)
         d("send_hwm", 64)
         d("sync_slop", 0.001)
+        d("camera_qos", "sensor_data")  # sensor_data (best effort) | reliable
         d("publish_compressed", True)
         d("torch_threads", 1)
         d("diagnostics_period", 1.0)
         p = {name: self.get_parameter(name).value for name in (
             "vehicle_id", "camera_topic", "semantic_source", "semantic_topic", "segmenter", "m_x", "m_s", "model",
             "device", "packet_bytes", "info_copies", "max_tokens", "link_endpoint", "secret_key", "server_key",
-            "send_hwm", "sync_slop", "publish_compressed", "torch_threads", "diagnostics_period")}
+            "send_hwm", "sync_slop", "camera_qos", "publish_compressed", "torch_threads", "diagnostics_period")}
         self.p = p
         log = self.get_logger()
         if p["semantic_source"] not in ("topic", "segmenter"):
@@ -94,6 +95,7 @@ class VehicleEncoder(Node):
         self.encoder = StreamEncoder(codec, p["vehicle_id"], m_x=p["m_x"], m_s=p["m_s"],
                                      max_packet_bytes=p["packet_bytes"], info_copies=p["info_copies"],
                                      max_tokens=p["max_tokens"])
+        warm_up(codec)
         self.sender = Sender(p["link_endpoint"], p["secret_key"], p["server_key"], hwm=p["send_hwm"])
         self.counts: Counter[str] = Counter()
         self.bpp = Rolling()
@@ -109,9 +111,12 @@ class VehicleEncoder(Node):
         self.sync: StampSync[Image, Image] = StampSync(p["sync_slop"], max_pending=8)
         self.slots: LatestSlots[tuple[Image, Image | None, float]] = LatestSlots(max_keys=1)
         self.worker = Worker(self.slots, self._encode, self._on_error, name="vehicle-encode").start()
-        self.create_subscription(Image, p["camera_topic"], self._on_image, sensor_qos())
+        if p["camera_qos"] not in ("sensor_data", "reliable"):
+            raise ValueError(f"camera_qos must be 'sensor_data' or 'reliable', got {p['camera_qos']!r}")
+        qos = sensor_qos() if p["camera_qos"] == "sensor_data" else image_qos(5)
+        self.create_subscription(Image, p["camera_topic"], self._on_image, qos)
         if p["semantic_source"] == "topic":
-            self.create_subscription(Image, p["semantic_topic"], self._on_semantic, sensor_qos())
+            self.create_subscription(Image, p["semantic_topic"], self._on_semantic, qos)
         self.pub_compressed = (self.create_publisher(CompressedImage, p["camera_topic"].rstrip("/") + "/sqgan",
                                                      image_qos()) if p["publish_compressed"] else None)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
