@@ -16,8 +16,7 @@ test-all: install
 	$(PY) -m pytest -q
 
 demo: install
-	$(SQGAN) sim export --frames 8 --seed 9001 --out $(DEMO)/frames
-	$(SQGAN) codec-demo --data $(DEMO)/frames --out $(DEMO) --untrained
+	$(SQGAN) demo --out $(DEMO) --profile bursty_15pct
 
 bench: install
 	$(SQGAN) bench codec --config small --json

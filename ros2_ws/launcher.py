@@ -30,6 +30,7 @@ class _Proc:
     returncode: int | None = None
     restarts: int = 0
     restart_at: float | None = None
+    failures: list[int] = field(default_factory=list)  # non-clean exit codes, across respawns
     threads: list[threading.Thread] = field(default_factory=list)
 
 
@@ -87,6 +88,8 @@ class Supervisor:
             if p.returncode is None and p.popen.poll() is not None:
                 p.returncode = p.popen.returncode
                 self.log(f"{p.spec.name} exited with code {p.returncode}")
+                if p.returncode != 0:
+                    p.failures.append(p.returncode)
                 if p.spec.required:
                     self.required_exit = p.returncode
                     return False
@@ -132,9 +135,9 @@ class Supervisor:
         if self.required_exit is not None:
             return self.required_exit
         for p in self.procs:
-            rc = p.returncode
-            if rc not in (0, None, -signal.SIGINT, -signal.SIGTERM, 130, 143):
-                return rc if rc > 0 else 128 - rc
+            for rc in p.failures + [p.returncode]:
+                if rc not in (0, None, -signal.SIGINT, -signal.SIGTERM, 130, 143):
+                    return rc if rc > 0 else 128 - rc
         return 0
 
     def run(self, duration: float | None = None) -> int:
@@ -160,8 +163,8 @@ class Supervisor:
             self.stop()
             for s, h in old.items():
                 signal.signal(s, h)
-        failed = [f"{p.spec.name}={p.returncode}" for p in self.procs
-                  if p.returncode not in (0, -signal.SIGINT, -signal.SIGTERM, 130, 143)]
+        failed = [f"{p.spec.name}={rc}" for p in self.procs for rc in dict.fromkeys(p.failures + [p.returncode])
+                  if rc not in (0, None, -signal.SIGINT, -signal.SIGTERM, 130, 143)]
         if failed:
             self.log(f"nodes that failed: {', '.join(failed)}")
         return self.exit_code()
