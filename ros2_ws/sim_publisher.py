@@ -70,7 +70,7 @@ class SimPublisher(Node):
             "rate": 20.0,                    # Hz of wall time; 0 = as fast as possible
             "frames": 0,                     # 0 = scenario duration, -1 = forever
             "publish_clock": True,
-            "wait_for_subscribers": 0,       # hold the first frame until this many per image topic
+            "wait_for_subscribers": 0,       # hold the first frame until this many on each image topic and /clock
             "wait_timeout": 30.0,
             "reliable": True,                # image_transport default; false = sensor-data QoS
             "carla_host": "",
@@ -128,8 +128,9 @@ class SimPublisher(Node):
         if need <= 0:
             return
         deadline = time.monotonic() + float(self.params["wait_timeout"])
+        pubs = list(self.pub_img.values()) + ([self.pub_clock] if self.pub_clock is not None else [])
         while time.monotonic() < deadline:
-            if all(pub.get_subscription_count() >= need for pub in self.pub_img.values()):
+            if all(pub.get_subscription_count() >= need for pub in pubs):
                 return
             time.sleep(0.05)
         self.get_logger().warning(f"fewer than {need} subscriber(s) after {self.params['wait_timeout']} s; publishing anyway")
@@ -166,7 +167,10 @@ class SimPublisher(Node):
         """Stop publishing; let reliable subscribers receive what was sent before the node exits."""
         self.done = True
         self.timer.cancel()
-        for pub in list(self.pub_img.values()) + list(self.pub_info.values()):
+        pubs = list(self.pub_img.values()) + list(self.pub_info.values())
+        if self.pub_clock is not None:
+            pubs.append(self.pub_clock)
+        for pub in pubs:
             try:
                 pub.wait_for_all_acked(rclpy.duration.Duration(seconds=5.0))
             except Exception:  # noqa: BLE001 - best-effort publishers have nothing to wait for

@@ -394,11 +394,7 @@ def scene_fs_for(group: tuple[int, ...]) -> str:
     for k, (mats, body) in enumerate(chosen):
         cond = " || ".join(f"v_mat == {m}" for m in mats)
         code.append(("    if" if k == 0 else "    } else if") + f" ({cond}) {{\n" + body)
-    if 0 in group:
+    if 0 in group:  # the paint branch is the chain's final `else`
         code.append(("    {\n" if not chosen else "    } else {\n") + default)
-    elif chosen:
-        # last branch becomes the fall-back of the group
-        last = code.pop()
-        code.append(last.replace("    } else if", "    } else if", 1) if len(code) else last)
     code.append("    }\n")
     return head + "".join(code) + tail

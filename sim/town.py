@@ -264,7 +264,7 @@ def _road_segment(ctx: _Ctx, key, road: Road, a: float, b: float, cross_a: Road,
         u0, u1 = sorted((u_edge + sgn * 4.4, u_edge + sgn * 4.8))
         inbound = (road.median / 2, lane_hw) if sgn == -1 else (-lane_hw, -road.median / 2)
         if along_x:
-            rect(u0, inbound[0] if sgn == -1 else inbound[0], u1, inbound[1], 0.035, (0.86, 0.86, 0.84), M_MARKING, L_ROAD)
+            rect(u0, inbound[0], u1, inbound[1], 0.035, (0.86, 0.86, 0.84), M_MARKING, L_ROAD)
         else:
             lo, hi = (-lane_hw, -road.median / 2) if sgn == -1 else (road.median / 2, lane_hw)
             rect(u0, lo, u1, hi, 0.035, (0.86, 0.86, 0.84), M_MARKING, L_ROAD)
@@ -427,10 +427,10 @@ def _block(ctx: _Ctx, i: int, j: int) -> None:
     depth_s = rng.uniform(12, 20)
     depth_n = rng.uniform(12, 20)
     tall = 1.0 + 1.5 * max(0.0, 1.0 - centre_dist)
-    _row(ctx, mb, ix0, iy0, ix1, iy0, 1.0, depth_s, z, kind, tall)
-    _row(ctx, mb, ix1, iy1, ix0, iy1, 1.0, depth_n, z, kind, tall)
-    _row(ctx, mb, ix1, iy0 + depth_s, ix1, iy1 - depth_n, 1.0, rng.uniform(12, 20), z, kind, tall)
-    _row(ctx, mb, ix0, iy1 - depth_n, ix0, iy0 + depth_s, 1.0, rng.uniform(12, 20), z, kind, tall)
+    _row(ctx, mb, ix0, iy0, ix1, iy0, depth_s, z, kind, tall)
+    _row(ctx, mb, ix1, iy1, ix0, iy1, depth_n, z, kind, tall)
+    _row(ctx, mb, ix1, iy0 + depth_s, ix1, iy1 - depth_n, rng.uniform(12, 20), z, kind, tall)
+    _row(ctx, mb, ix0, iy1 - depth_n, ix0, iy0 + depth_s, rng.uniform(12, 20), z, kind, tall)
     # courtyard: terrain, visible through gaps
     mb.rect(ix0 + 10, iy0 + 10, ix1 - 10, iy1 - 10, z + 0.04, (0.3, 0.36, 0.15), M_GRASS, L_TERRAIN)
 
@@ -444,7 +444,7 @@ def _street_lamp(mb: MeshBuilder, x: float, y: float, z: float, toward: float) -
     mb.box(x + ax * 1.5, y + ay * 1.5, z + 7.1, 0.6, 0.25, 0.2, toward, (0.85, 0.8, 0.6), M_HEADLIGHT, L_POLE)
 
 
-def _row(ctx: _Ctx, mb: MeshBuilder, ax: float, ay: float, bx: float, by: float, _unused: float, depth: float,
+def _row(ctx: _Ctx, mb: MeshBuilder, ax: float, ay: float, bx: float, by: float, depth: float,
          z: float, kind: str, tall: float) -> None:
     """Lots along the segment a->b with buildings set back `depth` to the left of travel."""
     rng = ctx.rng
