@@ -329,7 +329,56 @@ class Traffic:
                 a.phase += a.speed * a.lod_dt * 3.2
             elif a.kind == "tram":
                 a.s = (a.s + a.speed * dt) % a.loop_len
+        if self.tick % 20 == 0:
+            self._recycle()
         self._update_poses()
+
+    RECYCLE_FAR = {"person": 200.0, "vehicle": 300.0}   # agents farther than this from the ego move
+    RECYCLE_HIDDEN = {"person": 100.0, "vehicle": 150.0}  # ... to a place at least this far (unseen)
+
+    def _recycle(self) -> None:
+        """Keep the ego's surroundings populated: once a second, agents left far behind are moved
+        to blocks and lanes around the ego's next intersections, always beyond the distance at
+        which they are drawn, so nothing pops in or out of view. Deterministic (seeded RNG)."""
+        t, rng = self.town, self.rng
+        ex, ey = self.ego.x, self.ego.y
+        node = self.ego.path.node
+        for a in self.actors:
+            if a is self.ego or a.kind == "tram":
+                continue
+            person = a.kind == "person"
+            key = "person" if person else "vehicle"
+            if (a.x - ex) ** 2 + (a.y - ey) ** 2 < self.RECYCLE_FAR[key] ** 2:
+                continue
+            for _attempt in range(6):
+                if person:
+                    i = int(np.clip(node[0] + rng.integers(-2, 2), 0, t.nx - 1))
+                    j = int(np.clip(node[1] + rng.integers(-2, 2), 0, t.ny - 1))
+                    x0, y0, x1, y1 = t.block_rect(i, j)
+                    inset = float(rng.uniform(0.8, max(0.9, float(t.sidewalk[i, j]) - 0.8)))
+                    loop = np.array([[x0 + inset, y0 + inset], [x1 - inset, y0 + inset], [x1 - inset, y1 - inset],
+                                     [x0 + inset, y1 - inset]])
+                    per = 2 * ((x1 - x0 - 2 * inset) + (y1 - y0 - 2 * inset))
+                    s_new = float(rng.uniform(0, per))
+                    px, py, _ = _on_rect(loop, s_new, a.direction)
+                    if (px - ex) ** 2 + (py - ey) ** 2 > self.RECYCLE_HIDDEN[key] ** 2:
+                        a.loop, a.loop_len, a.s = loop, per, s_new
+                        a.x, a.y = px, py
+                        break
+                else:
+                    a0, b0 = self._random_edge(node)
+                    road = t.hroads[a0[1]] if a0[1] == b0[1] else t.vroads[a0[0]]
+                    lane = road.lanes - 1 if a.kind == "bike" else int(rng.integers(0, road.lanes))
+                    path = LanePath(t, a0, b0, lane, np.random.default_rng(rng.integers(2**31)), "random",
+                                    1.0 if a.kind == "bike" else 0.0)
+                    s_new = float(rng.uniform(2.0, max(3.0, path.s[-1] - 10.0)))
+                    px, py, yaw = path.at(s_new)
+                    clear = all((px - o.x) ** 2 + (py - o.y) ** 2 > 81.0 for o in self.actors
+                                if o.path is not None and o is not a)
+                    if clear and (px - ex) ** 2 + (py - ey) ** 2 > self.RECYCLE_HIDDEN[key] ** 2:
+                        a.path, a.s, a.speed = path, s_new, a.target_speed * 0.5
+                        a.x, a.y, a.yaw = px, py, yaw
+                        break
 
     def _update_poses(self) -> None:
         road = self.town.tram_road()

@@ -101,3 +101,24 @@ def test_all_19_classes_in_1000_frames():
             counts += np.bincount(src.step().labels.ravel(), minlength=256)
     missing = [k for k in range(NUM_CLASSES) if counts[k] == 0]
     assert not missing
+
+
+def test_recycled_agents_never_pop_in_view():
+    """Agents left far behind are moved near the ego, but only between places the camera does not
+    draw (people beyond 90 m, vehicles beyond 140 m), so nothing appears or vanishes in view."""
+    town = build_town(2, 4, 4, parked=0)
+    tr = Traffic(town, 2, {"vehicles": 40, "pedestrians": 60, "cyclists": 6, "motorcycles": 4, "trams": 0},
+                 12.0, "random", False)
+    before = {id(a): (a.x, a.y) for a in tr.actors}
+    jumps = 0
+    for _ in range(900):
+        ex, ey = tr.ego.x, tr.ego.y
+        tr.step(0.05)
+        for a in tr.actors:
+            ox, oy = before[id(a)]
+            if math.hypot(a.x - ox, a.y - oy) > 3.0:  # more than any agent moves in 0.05 s
+                jumps += 1
+                draw = 90.0 if a.kind in ("person", "bike", "moto") else 140.0
+                assert math.hypot(ox - ex, oy - ey) > draw and math.hypot(a.x - tr.ego.x, a.y - tr.ego.y) > draw
+            before[id(a)] = (a.x, a.y)
+    assert jumps > 0  # recycling happened in 45 s of driving
