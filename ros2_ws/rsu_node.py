@@ -14,7 +14,13 @@ and per-vehicle statistics on /diagnostics (frames, packets lost, bpp, latency).
 """
 from __future__ import annotations
 
-import sys
+import os
+
+# Senders choose the token grid (up to max_tokens), so a hostile but allowed one can make every frame a
+# new shape; oneDNN caches kernels per shape (1024 by default). A small cache bounds that memory.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
+
+import sys  # noqa: E402
 import threading
 import time
 from collections import Counter
@@ -120,6 +126,11 @@ class RsuDecoder(Node):
         self.rx_thread.start()
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        # Publishers for every vehicle the allow-list names, up front: subscribers discover them while
+        # the RSU starts, so a restarted RSU's first frames are not lost to discovery.
+        for peer in self.receiver.peers.values():
+            if peer.vehicle_id is not None and len(self.out) < p["max_vehicles"]:
+                self._vehicle_out(peer.vehicle_id)
         self.get_logger().info(f"RSU listening on {self.receiver.endpoint}, {len(self.receiver.peers)} allowed keys, "
                                f"model {codec.model_id:04x}")
 

@@ -178,6 +178,8 @@ class VehicleEncoder(Node):
         stamp = (int(img_msg.header.stamp.sec), int(img_msg.header.stamp.nanosec))
         out = self.encoder.encode(rgb, labels, stamp, img_msg.header.frame_id[:63], want_frame=self.pub_compressed is not None)
         sent = self.sender.send(out.packets)
+        if not self.counts["frames_encoded"]:
+            self.get_logger().info(f"first frame: {len(out.packets)} packets, {sent} sent, encode {out.encode_ms:.0f} ms")
         with self.lock:
             self.counts["frames_encoded"] += 1
             self.counts["packets_sent"] += sent
