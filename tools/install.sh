@@ -54,7 +54,8 @@ pip_install --no-deps -e .
 # Verify instead of trusting pip's exit status (filtered above): fail loudly if anything is missing.
 "$VENV/bin/python" - <<'PY'
 import importlib, sys
-mods = ["torch", "numpy", "constriction", "zmq", "PIL", "cv2", "yaml", "tqdm", "rclpy", "sensor_msgs",
+mods = ["torch", "numpy", "constriction", "zmq", "PIL", "cv2", "yaml", "tqdm", "rclpy", "sensor_msgs", "moderngl",
+        "mmseg", "matplotlib",
         "pytest", "hypothesis", "sqgan_core"]
 bad = []
 for m in mods:
