@@ -158,7 +158,11 @@ def _pack_info(info: FrameInfo, fragment: int, chunk: bytes) -> bytes:
                       fragment, info.fragment_count, len(fid)) + fid + chunk
 
 
-def _unpack_info(pkt: Packet, max_tokens: int) -> tuple[FrameInfo, int, bytes]:
+MAX_OUTPUT_PIXELS = 3840 * 2160  # the receiver restores the camera size: bound what a sender may ask for
+MAX_UPSCALE = 16  # camera size / encoded size per side (vehicles only scale down to fit max_tokens)
+
+
+def _unpack_info(pkt: Packet, max_tokens: int, max_output_pixels: int = MAX_OUTPUT_PIXELS) -> tuple[FrameInfo, int, bytes]:
     body = pkt.body
     if len(body) < _INFO.size:
         raise PacketError("bad_fields", f"info body of {len(body)} bytes, needs at least {_INFO.size}")
@@ -176,6 +180,9 @@ def _unpack_info(pkt: Packet, max_tokens: int) -> tuple[FrameInfo, int, bytes]:
         raise PacketError("bad_fields", "info packet numbered like an index packet")
     if nsec >= 1_000_000_000 or oh == 0 or ow == 0:
         raise PacketError("bad_fields", "info packet: bad stamp nanoseconds or empty original size")
+    if oh * ow > max_output_pixels or oh > MAX_UPSCALE * header.height or ow > MAX_UPSCALE * header.width:
+        raise PacketError("too_large", f"original size {oh}x{ow} is beyond {max_output_pixels} pixels or "
+                                       f"{MAX_UPSCALE}x the encoded {header.height}x{header.width}")
     if len(body) < _INFO.size + fid_len:
         raise PacketError("bad_fields", "info packet truncated inside frame_id")
     try:
@@ -229,6 +236,9 @@ class Packetizer:
         oh, ow = orig_size if orig_size is not None else (header.height, header.width)
         if not (1 <= oh <= 0xFFFF and 1 <= ow <= 0xFFFF):
             raise ValueError(f"original size {oh}x{ow} outside 1..65535")
+        if oh * ow > MAX_OUTPUT_PIXELS or oh > MAX_UPSCALE * header.height or ow > MAX_UPSCALE * header.width:
+            raise ValueError(f"camera size {oh}x{ow} is beyond what receivers restore ({MAX_OUTPUT_PIXELS} pixels, "
+                             f"{MAX_UPSCALE}x the encoded size)")
         fid = frame_id.encode()
         if len(fid) > MAX_FRAME_ID:
             raise ValueError(f"frame_id {frame_id!r} longer than {MAX_FRAME_ID} bytes")
@@ -402,7 +412,8 @@ class FrameAssembler:
     def __init__(self, prior_x: IndexPrior, prior_s: IndexPrior, model_id: int, *, max_tokens: int = 8192,
                  max_packet_bytes: int = 1400, max_frames_in_flight: int = 4, frame_timeout: float = 0.15,
                  idle_reset: float = 1.0, max_vehicles: int = 64, max_bytes_per_vehicle: int = 1 << 18,
-                 stale_window: int = 32, closed_memory: int = 16) -> None:
+                 stale_window: int = 32, closed_memory: int = 16,
+                 max_output_pixels: int = MAX_OUTPUT_PIXELS) -> None:
         self.prior_x, self.prior_s, self.model_id = prior_x, prior_s, model_id
         self.max_tokens = max_tokens
         self.max_packet_bytes = max_packet_bytes
@@ -413,6 +424,7 @@ class FrameAssembler:
         self.max_bytes_per_vehicle = max_bytes_per_vehicle
         self.stale_window = stale_window
         self.closed_memory = closed_memory
+        self.max_output_pixels = max_output_pixels
         self.vehicles: OrderedDict[int, _VehicleState] = OrderedDict()
         self.rejected: Counter[str] = Counter()  # packets refused before reaching a frame, by reason
         self.packets_accepted = 0
@@ -542,7 +554,7 @@ class FrameAssembler:
     def _store(self, part: _Partial, pkt: Packet) -> None:
         h = pkt.header
         if h.kind == KIND_INFO:
-            info, frag, chunk = _unpack_info(pkt, self.max_tokens)
+            info, frag, chunk = _unpack_info(pkt, self.max_tokens, self.max_output_pixels)
             if part.info is None:
                 if part.index_bodies and any(j >= h.count - info.info_packets for j in part.index_bodies):
                     raise PacketError("inconsistent", "info disagrees with index packets already received")

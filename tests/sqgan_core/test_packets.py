@@ -302,3 +302,17 @@ def test_fuzz_10k_garbage_and_mutated_packets_fast():
     assert sum(asm.rejected.values()) > 5000
     assert asm.in_flight() <= asm.max_frames_in_flight * len(asm.vehicles)
     assert time.perf_counter() - t0 < 60
+
+
+def test_hostile_original_size_is_refused():
+    """The receiver scales back to the camera size in the info packet: a sender must not be able to
+    ask for a gigapixel output."""
+    import binascii
+
+    _, _, _, pkts = packetize()
+    info = next(p for p in pkts if parse_packet(p).header.kind == KIND_INFO)
+    body = bytearray(info[:-4])
+    struct.pack_into(">HH", body, COMMON_SIZE + 16, 60000, 60000)  # orig h, w
+    bad = bytes(body) + struct.pack(">I", binascii.crc32(bytes(body)))
+    asm = assembler()
+    assert asm.push(bad, 0.0) == [] and asm.rejected["too_large"] == 1
