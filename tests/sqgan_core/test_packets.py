@@ -41,7 +41,8 @@ def make_tokens(gh=16, gw=32, mx=0.5, ms=0.5, seed=0, prior=None):
 def packetize(seq=10, vehicle=3, size=256, copies=2, **kw):
     h, ix, is_ = make_tokens(**kw)
     pk = Packetizer(U, U, MODEL, vehicle_id=vehicle, max_packet_bytes=size, info_copies=copies)
-    return h, ix, is_, pk.packetize(h, ix, is_, seq=seq, stamp=(1700000000, 123), orig_size=(250, 507),
+    orig = (min(250, 16 * h.height), min(507, 16 * h.width))  # a camera scaled down to fit (<= 16x)
+    return h, ix, is_, pk.packetize(h, ix, is_, seq=seq, stamp=(1700000000, 123), orig_size=orig,
                                     frame_id="ego_vehicle/rgb_front")
 
 
