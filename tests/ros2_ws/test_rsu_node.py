@@ -229,6 +229,7 @@ def h(keyset, tmp_path_factory):
             s.bind(("127.0.0.1", 0))
             return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
+    old = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS")
     os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"  # this process too: no /dev/shm segments left behind
     hh = Harness(keyset, _env(), tmp_path_factory.mktemp("pipe"), endpoint)
     rsu = hh.start_rsu()
@@ -238,6 +239,10 @@ def h(keyset, tmp_path_factory):
     v0.wait_for("vehicle 0:")
     yield hh
     hh.close()
+    if old is None:  # leave the environment as other test modules expect it
+        os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+    else:
+        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = old
 
 
 def test_frames_flow_end_to_end(h):
