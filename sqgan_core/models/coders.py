@@ -7,7 +7,7 @@ listed in `attn_levels`, then a mid block and a projection to C channels. `Seman
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,27 +25,47 @@ from sqgan_core.models.layers import (
 )
 
 
+def build_stages(levels: Sequence[int], ch: int, ch_mult: Sequence[int], blocks_per_level: int,
+                 attn_levels: Sequence[int], heads: int, block_in: int,
+                 make_block: Callable[[int, int], nn.Module], make_resample: Callable[[int, int], nn.Module]
+                 ) -> tuple[nn.ModuleList, int]:
+    """Resolution stages in `levels` order: `blocks_per_level` blocks (each followed by attention at
+    `attn_levels`) and a resampling layer; returns the stages and the final width."""
+    stages = nn.ModuleList()
+    for level in levels:
+        out_ch = ch * ch_mult[level]
+        stage = nn.Module()
+        stage.blocks, stage.attns = nn.ModuleList(), nn.ModuleList()
+        for _ in range(blocks_per_level):
+            stage.blocks.append(make_block(block_in, out_ch))
+            block_in = out_ch
+            if level in attn_levels:
+                stage.attns.append(SelfAttention(out_ch, heads))
+        stage.resample = make_resample(level, out_ch)
+        stages.append(stage)
+    return stages, block_in
+
+
+def run_stages(stages: nn.ModuleList, h: torch.Tensor, *cond: object) -> torch.Tensor:
+    """Forward through `build_stages` output; `cond` (the semantic map) goes to every block."""
+    for stage in stages:
+        for i, block in enumerate(stage.blocks):
+            h = block(h, *cond)
+            if len(stage.attns):
+                h = stage.attns[i](h)
+        h = stage.resample(h)
+    return h
+
+
 class Encoder(nn.Module):
     """Trunk from `ch` feature channels at full resolution to `z_channels` at 1/2^(levels-1)."""
 
     def __init__(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, attn_levels: Sequence[int],
                  z_channels: int, heads: int) -> None:
         super().__init__()
-        self.down = nn.ModuleList()
-        in_ch = ch
-        for level, mult in enumerate(ch_mult):
-            out_ch = ch * mult
-            blocks = nn.ModuleList()
-            attns = nn.ModuleList()
-            for _ in range(num_res_blocks):
-                blocks.append(ResnetBlock(in_ch, out_ch))
-                in_ch = out_ch
-                if level in attn_levels:
-                    attns.append(SelfAttention(out_ch, heads))
-            stage = nn.Module()
-            stage.blocks, stage.attns = blocks, attns
-            stage.downsample = Downsample(out_ch) if level < len(ch_mult) - 1 else nn.Identity()
-            self.down.append(stage)
+        last = len(ch_mult) - 1
+        self.down, in_ch = build_stages(range(len(ch_mult)), ch, ch_mult, num_res_blocks, attn_levels, heads, ch,
+                                        ResnetBlock, lambda lv, c: Downsample(c) if lv < last else nn.Identity())
         self.mid1 = ResnetBlock(in_ch, in_ch)
         self.mid_attn = SelfAttention(in_ch, heads)
         self.mid2 = ResnetBlock(in_ch, in_ch)
@@ -53,14 +73,13 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(in_ch, z_channels, 3, padding=1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        for stage in self.down:
-            for i, block in enumerate(stage.blocks):
-                h = block(h)
-                if len(stage.attns):
-                    h = stage.attns[i](h)
-            h = stage.downsample(h)
+        h = run_stages(self.down, h)
         h = self.mid2(self.mid_attn(self.mid1(h)))
         return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def _upsample(level: int, channels: int) -> nn.Module:
+    return Upsample(channels) if level > 0 else nn.Identity()
 
 
 class SemanticDecoder(nn.Module):
@@ -74,31 +93,14 @@ class SemanticDecoder(nn.Module):
         self.in_attn = SelfAttention(block_in, heads)
         self.mid1 = ResnetBlock(block_in, block_in)
         self.mid2 = ResnetBlock(block_in, block_in)
-        self.up = nn.ModuleList()
-        for level in reversed(range(len(ch_mult))):
-            out_ch = ch * ch_mult[level]
-            stage = nn.Module()
-            stage.blocks = nn.ModuleList()
-            stage.attns = nn.ModuleList()
-            for _ in range(num_res_blocks + 1):
-                stage.blocks.append(ResnetBlock(block_in, out_ch))
-                block_in = out_ch
-                if level in attn_levels:
-                    stage.attns.append(SelfAttention(out_ch, heads))
-            stage.upsample = Upsample(out_ch) if level > 0 else nn.Identity()
-            self.up.append(stage)
+        self.up, block_in = build_stages(reversed(range(len(ch_mult))), ch, ch_mult, num_res_blocks + 1, attn_levels,
+                                         heads, block_in, ResnetBlock, _upsample)
         self.norm_out = normalize(block_in)
         self.conv_out = nn.Conv2d(block_in, out_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.mid2(self.mid1(self.in_attn(self.conv_in(z))))
-        for stage in self.up:
-            for i, block in enumerate(stage.blocks):
-                h = block(h)
-                if len(stage.attns):
-                    h = stage.attns[i](h)
-            h = stage.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(run_stages(self.up, h))))
 
 
 class ImageDecoder(nn.Module):
@@ -112,32 +114,16 @@ class ImageDecoder(nn.Module):
         self.in_attn = SelfAttention(block_in, heads)
         self.mid1 = SPADEResnetBlock(block_in, block_in, label_channels, spade_hidden)
         self.mid2 = SPADEResnetBlock(block_in, block_in, label_channels, spade_hidden)
-        self.up = nn.ModuleList()
-        for level in reversed(range(len(ch_mult))):
-            out_ch = ch * ch_mult[level]
-            stage = nn.Module()
-            stage.blocks = nn.ModuleList()
-            stage.attns = nn.ModuleList()
-            for _ in range(num_res_blocks + 1):
-                stage.blocks.append(SPADEResnetBlock(block_in, out_ch, label_channels, spade_hidden))
-                block_in = out_ch
-                if level in attn_levels:
-                    stage.attns.append(SelfAttention(out_ch, heads))
-            stage.upsample = Upsample(out_ch) if level > 0 else nn.Identity()
-            self.up.append(stage)
+        self.up, block_in = build_stages(
+            reversed(range(len(ch_mult))), ch, ch_mult, num_res_blocks + 1, attn_levels, heads, block_in,
+            lambda i, o: SPADEResnetBlock(i, o, label_channels, spade_hidden), _upsample)
         self.norm_out = SPADE(block_in, label_channels, spade_hidden)
         self.conv_out = nn.Conv2d(block_in, 3, 3, padding=1)
 
     def forward(self, z: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         seg = SemanticPyramid(seg)
         h = self.in_attn(self.conv_in(z))
-        h = self.mid2(self.mid1(h, seg), seg)
-        for stage in self.up:
-            for i, block in enumerate(stage.blocks):
-                h = block(h, seg)
-                if len(stage.attns):
-                    h = stage.attns[i](h)
-            h = stage.upsample(h)
+        h = run_stages(self.up, self.mid2(self.mid1(h, seg), seg), seg)
         return self.conv_out(F.silu(self.norm_out(h, seg)))
 
 
