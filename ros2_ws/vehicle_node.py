@@ -42,13 +42,16 @@ RUNTIME_PARAMS = ("m_x", "m_s")
 
 
 def load_segmenter(spec: str) -> Any:
-    """The vehicle's segmenter (issue 4): a callable RGB -> trainIds, or None with the reason."""
+    """The vehicle's segmenter: (callable RGB -> trainIds, "") or (None, reason). `spec` is a
+    checkpoint path; empty means the shipped one."""
     try:
-        from sqgan_core.segmenter import load_segmenter as _load  # type: ignore[import-not-found]
+        from sqgan_core.segmentation.segmenter import Segmenter, SegmenterError
     except ImportError as exc:
-        return None, f"no segmenter installed yet (issue 4): {exc}"
+        return None, f"mmsegmentation is not installed: {exc}"
     try:
-        return _load(spec), ""
+        return Segmenter.load(spec or None), ""
+    except (SegmenterError, ImportError) as exc:
+        return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - any failure to load is reported, not fatal
         return None, f"segmenter {spec!r} failed to load: {exc}"
 
