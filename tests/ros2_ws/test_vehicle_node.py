@@ -13,10 +13,10 @@ def test_missing_segmenter_weights_give_a_reason_not_a_crash(tmp_path):
 def test_a_segmenter_checkpoint_loads_as_a_callable(tmp_path):
     pytest.importorskip("mmseg")
     import torch
-    from mmseg.apis import init_model
 
     from sqgan_core.segmentation.segmenter import build_config, save_segmenter
-    cfg = build_config()
+    cfg = build_config()  # prepares mmseg for mmcv-lite before mmseg.apis is imported
+    from mmseg.apis import init_model
     torch.manual_seed(0)
     save_segmenter(tmp_path / "s.pt", init_model(cfg, None, device="cpu"), cfg, {})
     seg, why = load_segmenter(str(tmp_path / "s.pt"))
