@@ -78,3 +78,29 @@ def _fmt(v: Any) -> str:
 def parse_diagnostics(msg: Any) -> dict[str, dict[str, str]]:
     """DiagnosticArray -> {status name: {key: value}} (the recorder's view of the nodes)."""
     return {st.name: {kv.key: kv.value for kv in st.values} for st in msg.status}
+
+
+def run_node(make_node: Any, name: str, startup_errors: tuple[type[BaseException], ...],
+             args: list[str] | None = None) -> int:
+    """rclpy.init, build the node, spin until Ctrl-C or shutdown, clean up. A start-up error the user
+    can fix (bad parameter, key file, model spec) prints one line and exits 2 instead of a traceback."""
+    import sys
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    try:
+        node = make_node()
+    except startup_errors as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -27,7 +27,6 @@ import time
 from collections import Counter
 from typing import Any
 
-import rclpy
 import zmq
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
@@ -36,7 +35,8 @@ from sensor_msgs.msg import Image
 from ros2_ws.image_conversions import numpy_to_image
 from ros2_ws.link.keys import KeyFileError
 from ros2_ws.link.transport import Receiver
-from ros2_ws.node_common import Rolling, diagnostic_array, diagnostic_status, image_qos, set_torch_threads
+from ros2_ws.node_common import (Rolling, diagnostic_array, diagnostic_status, image_qos, run_node,
+                                 set_torch_threads)
 from ros2_ws.streaming import UNTRAINED_WARNING, ModelSpecError, StreamDecoder, load_codec, warm_up
 from ros2_ws.worker import LatestSlots, Worker
 from sqgan_core.labels import colorize
@@ -243,21 +243,7 @@ class RsuDecoder(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = RsuDecoder()
-    except (ModelSpecError, KeyFileError, ValueError, zmq.ZMQError) as exc:
-        print(f"rsu_decoder: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(RsuDecoder, "rsu_decoder", (ModelSpecError, KeyFileError, ValueError, zmq.ZMQError), args)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-import rclpy
 import zmq
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -33,7 +32,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from ros2_ws.camera_input import StampSync, UnsupportedImage, rgb_from_image, stamp_key, train_ids_from_semantic
 from ros2_ws.link.keys import KeyFileError
 from ros2_ws.link.transport import Sender
-from ros2_ws.node_common import Rolling, diagnostic_array, diagnostic_status, image_qos, sensor_qos, set_torch_threads
+from ros2_ws.node_common import (Rolling, diagnostic_array, diagnostic_status, image_qos, run_node, sensor_qos,
+                                 set_torch_threads)
 from ros2_ws.streaming import UNTRAINED_WARNING, ModelSpecError, StreamEncoder, load_codec, warm_up
 from ros2_ws.worker import LatestSlots, Worker
 
@@ -237,21 +237,7 @@ class VehicleEncoder(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = VehicleEncoder()
-    except (ModelSpecError, KeyFileError, ValueError, zmq.ZMQError) as exc:
-        print(f"vehicle_encoder: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(VehicleEncoder, "vehicle_encoder", (ModelSpecError, KeyFileError, ValueError, zmq.ZMQError), args)
 
 
 if __name__ == "__main__":
