@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sqgan_core.bitstream import DOWNSAMPLE, FrameHeader
+from sqgan_core.bitstream import DOWNSAMPLE
 from sqgan_core.checkpoint import CheckpointError, default_checkpoint
 from sqgan_core.codec import Codec, DecodedFrame
 from sqgan_core.config import ConfigError
@@ -137,9 +137,7 @@ class StreamEncoder:
         rgb_in, lab_in = resize_rgb(rgb, size), resize_labels(labels, size)
         with torch.inference_mode():
             tokens, ph, pw = self.codec.tokens_for(rgb_in, lab_in, m_x, m_s)
-        gh, gw = tokens.grid
-        header = FrameHeader(self.codec.model_id, gh, gw, ph, pw, int(tokens.keep_x.sum()),
-                             int(tokens.keep_s.sum()), self.codec.log2_jx, self.codec.log2_js)
+        header = self.codec.header_for(tokens, ph, pw)
         packets = self.packetizer.packetize(header, tokens.indices_x[0].cpu().numpy(),
                                             tokens.indices_s[0].cpu().numpy(), seq=self.seq, stamp=stamp,
                                             orig_size=(oh, ow), frame_id=frame_id)

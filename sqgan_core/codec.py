@@ -116,7 +116,8 @@ class Codec:
         lab = torch.from_numpy(np.ascontiguousarray(labels)).to(self.device)[None].long()
         return x, lab, ph, pw
 
-    def _header(self, tokens: Tokens, ph: int, pw: int) -> FrameHeader:
+    def header_for(self, tokens: Tokens, ph: int = 0, pw: int = 0) -> FrameHeader:
+        """The frame header of one encoded image (also what the packetiser sends in its info packets)."""
         gh, gw = tokens.grid
         return FrameHeader(self.model_id, gh, gw, ph, pw, int(tokens.keep_x.sum()), int(tokens.keep_s.sum()),
                            self.log2_jx, self.log2_js)
@@ -127,7 +128,7 @@ class Codec:
         return self.model.encode(x, lab, m_x, m_s), ph, pw
 
     def write(self, tokens: Tokens, ph: int = 0, pw: int = 0) -> EncodedFrame:
-        header = self._header(tokens, ph, pw)
+        header = self.header_for(tokens, ph, pw)
         data = write_frame(header, tokens.indices_x[0].cpu().numpy(), tokens.indices_s[0].cpu().numpy(),
                            self.prior_x, self.prior_s)
         return EncodedFrame(data, header)
