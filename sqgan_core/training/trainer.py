@@ -22,7 +22,7 @@ from torch import nn
 
 from sqgan_core.checkpoint import load_checkpoint, save_checkpoint
 from sqgan_core.data.cityscapes import Pair
-from sqgan_core.labels import NUM_CHANNELS
+from sqgan_core.labels import NUM_CHANNELS, from_channel_index
 from sqgan_core.metrics import confusion, miou_from_confusion, psnr
 from sqgan_core.models import SQGAN
 from sqgan_core.training import losses as L
@@ -247,8 +247,6 @@ class Trainer:
             with self._autocast():
                 if self.stage == "semantic":
                     pred = self.module(seg, 0.5)["logits"].argmax(1)
-                    from sqgan_core.labels import from_channel_index
-
                     cm += confusion(from_channel_index(pred[0].cpu().numpy()), lab[:h16, :w16])
                 else:
                     out = self.module(x, seg, 0.5, 0.5)
