@@ -17,7 +17,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from sqgan_core.checkpoint import load_checkpoint, save_checkpoint
