@@ -35,7 +35,7 @@ def load_lpips(net: str = "alex", cache_dir: str | os.PathLike[str] | None = Non
     if net not in BACKBONE_FILES:
         raise ValueError(f"LPIPS backbone must be one of {sorted(BACKBONE_FILES)}, got {net!r}")
     try:
-        import lpips  # noqa: F401
+        import lpips
     except ImportError as exc:
         return Perceptual("substitute", f"{substitute} (lpips package not installed: {exc})")
     hub = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir())
@@ -45,8 +45,6 @@ def load_lpips(net: str = "alex", cache_dir: str | os.PathLike[str] | None = Non
     try:
         if cache_dir:
             torch.hub.set_dir(str(hub))
-        import lpips
-
         model = lpips.LPIPS(net=net, verbose=False).eval()
         for p in model.parameters():
             p.requires_grad_(False)
