@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("--train-config", type=Path, help="training YAML (configs/train/...)")
         s.add_argument("--steps", type=int, help="override the config's step count")
         s.add_argument("--resume", action="store_true", help="continue the run in --out")
+        if stage == "finetune":
+            s.add_argument("--semantic-from", type=Path,
+                           help="take G_s (the frozen semantic pipeline) from this checkpoint instead of --init's, "
+                                "so stage 2 can run beside stage 1 and stage 3 joins them")
         s.add_argument("--device", default="cpu")
         s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
         s.set_defaults(func=_train)
@@ -85,6 +89,12 @@ def _train(args: argparse.Namespace) -> int:
             raise CommandError(f"stage {args.stage!r} continues an earlier stage: pass --init CHECKPOINT")
         else:
             model = build_untrained(args.config, seed=0)
+        semantic_from = getattr(args, "semantic_from", None)
+        if semantic_from and not resuming:
+            sem, sem_meta = load_checkpoint(semantic_from)
+            copy_semantic_pipeline(sem, model)
+            meta["semantic_from"] = {"path": str(semantic_from),
+                                     **{k: sem_meta[k] for k in ("stage", "step") if k in sem_meta}}
     except (CheckpointError, ConfigError) as exc:
         raise CommandError(str(exc)) from None
     trainer = Trainer(args.stage, model, cfg, train, val, args.out, device=args.device, metadata=meta)
@@ -106,6 +116,21 @@ def _train(args: argparse.Namespace) -> int:
     if trainer.dist.main:
         print(json.dumps({"stage": args.stage, "step": trainer.step, "model": str(trainer.model_path), **result}))
     return 0
+
+
+def copy_semantic_pipeline(src, dst) -> None:
+    """Overwrite dst's semantic pipeline (E_s, SAMM/VQ/ADM, D_s) with src's; both must share a config."""
+    from sqgan_core.checkpoint import CheckpointError
+
+    if src.config != dst.config:
+        raise CheckpointError(f"--semantic-from has model config {src.config.name!r}, --init has {dst.config.name!r}")
+    state = {k: v for k, v in src.state_dict().items() if k.startswith(SEMANTIC_PREFIXES)}
+    missing, unexpected = dst.load_state_dict(state, strict=False)
+    if unexpected or any(k.startswith(SEMANTIC_PREFIXES) for k in missing):
+        raise CheckpointError(f"semantic pipeline does not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+SEMANTIC_PREFIXES = ("sem_conv_in.", "sem_encoder.", "sem_mq.", "sem_decoder.")
 
 
 def _priors(args: argparse.Namespace) -> int:

@@ -145,12 +145,14 @@ class Segmenter:
 
 
 def train_segmenter(data_root: str | os.PathLike[str], work_dir: str | os.PathLike[str], out: str | os.PathLike[str],
-                    iters: int, batch_size: int = 8, val_interval: int = 1000, resume: bool = False) -> dict[str, Any]:
+                    iters: int, batch_size: int = 8, val_interval: int = 1000, resume: bool = False,
+                    crop: tuple[int, int] = (256, 512)) -> dict[str, Any]:
     """Train with mmengine's Runner, then export a weights-only checkpoint to `out`."""
     ensure_mmseg()
     from mmengine.runner import Runner
 
-    cfg = build_config(data_root, work_dir, iters=iters, batch_size=batch_size, val_interval=min(val_interval, iters))
+    cfg = build_config(data_root, work_dir, iters=iters, batch_size=batch_size, crop=crop,
+                       val_interval=min(val_interval, iters))
     cfg.resume = resume
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -161,7 +163,7 @@ def train_segmenter(data_root: str | os.PathLike[str], work_dir: str | os.PathLi
         else:
             metrics = runner.val_loop.run()
     model = runner.model.module if hasattr(runner.model, "module") else runner.model
-    meta = {"iters": iters, "data": str(data_root), "batch_size": batch_size,
+    meta = {"iters": iters, "data": str(data_root), "batch_size": batch_size, "crop": list(crop),
             "val_mIoU": float(metrics.get("mIoU", float("nan"))) / 100.0 if metrics else None}
     save_segmenter(out, model, cfg, meta)
     return meta

@@ -19,6 +19,7 @@ class TrainConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.9)
     disc_lr: float = 1e-4
+    disc_width: int = 64  # PatchGAN base width (paper 64); narrow on CPU, where a 64-wide D costs 3x the generator
     disc_start: int = 2000  # GAN terms switch on after this many steps (taming's discriminator warm-up)
     lambda_gan: float = 0.1  # stage 1 (semantic GAN); stage 2/3 use the adaptive weight capped by gan_cap
     gan_cap: float = 0.2
@@ -65,6 +66,7 @@ def parse_train_config(data: Any, source: str = "<memory>") -> TrainConfig:
         (all(isinstance(c, int) and c >= 16 and c % 16 == 0 for c in cfg.crop), "crop", "must be multiples of 16"),
         (cfg.steps >= 1, "steps", "must be >= 1"),
         (cfg.lr > 0 and cfg.disc_lr > 0, "lr", "learning rates must be > 0"),
+        (cfg.disc_width >= 1, "disc_width", "must be >= 1"),
         (cfg.val_every >= 1 and cfg.ckpt_every >= 1, "val_every", "intervals must be >= 1"),
         (cfg.keep_sigma > 0, "keep_sigma", "must be > 0"),
         (0 <= cfg.max_paste <= 100, "max_paste", "must be 0..100"),

@@ -89,7 +89,7 @@ class Trainer:
         self.opt = torch.optim.Adam([p for p in self.module.parameters() if p.requires_grad], lr=cfg.lr,
                                     betas=tuple(cfg.betas))
         disc_in = NUM_CHANNELS if stage == "semantic" else 3
-        self.disc = PatchDiscriminator(disc_in).to(self.device)
+        self.disc = PatchDiscriminator(disc_in, width=cfg.disc_width).to(self.device)
         self.disc_net: nn.Module = self.disc
         if self.dist.world > 1:
             self.disc = nn.SyncBatchNorm.convert_sync_batchnorm(self.disc) if self.device.type == "cuda" else self.disc
@@ -142,6 +142,10 @@ class Trainer:
         self.opt.load_state_dict(state["opt"])
         self.disc.load_state_dict(state["disc"])
         self.disc_opt.load_state_dict(state["disc_opt"])
+        # The YAML's learning rates win over the saved ones, so a resumed run can be annealed.
+        for opt, lr in ((self.opt, self.cfg.lr), (self.disc_opt, self.cfg.disc_lr)):
+            for group in opt.param_groups:
+                group["lr"] = lr
         self.data.restore(state["data"])
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"].cpu())

@@ -93,6 +93,49 @@ def test_three_stages_priors_and_resume(dataset, tmp_path, capsys):
     assert out.image.shape == img.shape
 
 
+def test_finetune_takes_the_semantic_pipeline_from_another_run(dataset, tmp_path, capsys):
+    """Stage 2 can run beside stage 1 (initialised from an early G_s); stage 3 joins the final G_s in."""
+    from sqgan_core.checkpoint import save_checkpoint
+    from sqgan_core.config import parse_config
+    from sqgan_core.models import SQGAN
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "early.pt", SQGAN(parse_config(TINY_MODEL)))
+    torch.manual_seed(1)
+    save_checkpoint(tmp_path / "final_sem.pt", SQGAN(parse_config(TINY_MODEL)))
+    assert _train(dataset, "finetune", tmp_path / "s3", "--init", tmp_path / "early.pt",
+                  "--semantic-from", tmp_path / "final_sem.pt", "--steps", "2") == 0
+    m3, meta = load_checkpoint(tmp_path / "s3" / "model.pt")
+    sem, _ = load_checkpoint(tmp_path / "final_sem.pt")
+    early, _ = load_checkpoint(tmp_path / "early.pt")
+    for k, v in sem.state_dict().items():
+        if k.startswith(("sem_conv_in.", "sem_encoder.", "sem_decoder.")):
+            assert torch.equal(v, m3.state_dict()[k]), k  # frozen and taken from --semantic-from
+    assert not torch.equal(early.sem_conv_in.weight, m3.sem_conv_in.weight)
+    assert meta["semantic_from"]["path"] == str(tmp_path / "final_sem.pt")
+    # a checkpoint of another architecture is refused with a message, not a shape crash
+    other = dict(TINY_MODEL, network=dict(TINY_MODEL["network"], z_channels=8))
+    save_checkpoint(tmp_path / "other.pt", SQGAN(parse_config(other)))
+    capsys.readouterr()
+    assert _train(dataset, "finetune", tmp_path / "s3b", "--init", tmp_path / "early.pt",
+                  "--semantic-from", tmp_path / "other.pt", "--steps", "1") == 2
+    assert "config" in capsys.readouterr().err
+
+
+def test_resume_takes_learning_rate_and_disc_width_from_the_yaml(dataset, tmp_path):
+    cfg = dict(TINY_TRAIN, disc_width=8)
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(dict(cfg, lr=5e-5, steps=6)))
+    base = ["train", "semantic", "--data", str(dataset), "--out", str(tmp_path / "run"), "--config",
+            str(dataset / "tiny.yaml")]
+    assert main(base + ["--train-config", str(tmp_path / "a.yaml")]) == 0
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    assert state["disc"]["blocks.0.0.weight"].shape[0] == 8
+    assert state["opt"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    assert main(base + ["--train-config", str(tmp_path / "b.yaml"), "--resume"]) == 0
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    assert state["step"] == 6 and state["opt"]["param_groups"][0]["lr"] == pytest.approx(5e-5)
+
+
 def test_later_stages_need_an_init(dataset, tmp_path, capsys):
     assert _train(dataset, "image", tmp_path / "x") == 2
     assert "--init" in capsys.readouterr().err
