@@ -30,6 +30,7 @@ def register_training(stages: argparse._SubParsersAction) -> None:
     s.add_argument("--crop", type=int, nargs=2, default=(256, 512), metavar=("H", "W"),
                    help="training crop (default 256 512; 128 256 is 4x cheaper on a CPU)")
     s.add_argument("--val-interval", type=int, default=1000)
+    s.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: in-process)")
     s.add_argument("--resume", action="store_true", help="resume from the work dir's last checkpoint")
     s.set_defaults(func=_train)
 
@@ -63,6 +64,6 @@ def _train(args: argparse.Namespace) -> int:
     if not (args.data / "leftImg8bit" / "train").is_dir() or not (args.data / "leftImg8bit" / "val").is_dir():
         raise CommandError(f"{args.data}: needs leftImg8bit/train and leftImg8bit/val (Cityscapes layout)")
     meta = train_segmenter(args.data, args.work_dir, args.output, args.iters, args.batch_size, args.val_interval,
-                           args.resume, tuple(args.crop))
+                           args.resume, tuple(args.crop), workers=args.workers)
     print(json.dumps({"model": str(args.output), **meta}))
     return 0

@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("--val-data", type=Path, help="validation root (default: --data)")
         s.add_argument("--val-split", default="val", help="validation split (default val)")
         s.add_argument("--out", type=Path, required=True, help="run directory (model.pt, train_state.pt, logs)")
-        s.add_argument("--config", default="small", help="model config for a fresh stage-1 run (default small)")
-        s.add_argument("--init", type=Path, help="checkpoint to start from (required for image/finetune)")
+        s.add_argument("--config", default="small", help="model config for a fresh stage-1 or stage-2 run (default small)")
+        s.add_argument("--init", type=Path, help="checkpoint to start from (required for finetune; stage 2 trains on the true map "
+                                                                "and can start fresh beside stage 1)")
         s.add_argument("--train-config", type=Path, help="training YAML (configs/train/...)")
         s.add_argument("--steps", type=int, help="override the config's step count")
         s.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -36,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             s.add_argument("--semantic-from", type=Path,
                            help="take G_s (the frozen semantic pipeline) from this checkpoint instead of --init's, "
                                 "so stage 2 can run beside stage 1 and stage 3 joins them")
+        s.add_argument("--max-minutes", type=float,
+                       help="stop after this much training time, validated and checkpointed (resume with --resume)")
         s.add_argument("--device", default="cpu")
         s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
         s.set_defaults(func=_train)
@@ -85,8 +88,8 @@ def _train(args: argparse.Namespace) -> int:
             model, prev = load_checkpoint(args.init)
             meta["init"] = str(args.init)
             meta["history"] = list(prev.get("history", [])) + [{k: prev[k] for k in ("stage", "step") if k in prev}]
-        elif args.stage != "semantic" and not resuming:
-            raise CommandError(f"stage {args.stage!r} continues an earlier stage: pass --init CHECKPOINT")
+        elif args.stage == "finetune" and not resuming:
+            raise CommandError("stage 'finetune' continues an image-stage run: pass --init CHECKPOINT")
         else:
             model = build_untrained(args.config, seed=0)
         semantic_from = getattr(args, "semantic_from", None)
@@ -104,7 +107,7 @@ def _train(args: argparse.Namespace) -> int:
     elif args.resume:
         print(f"nothing to resume in {args.out}; starting fresh", file=sys.stderr)
     print(f"perceptual term: {trainer.perceptual.detail}", file=sys.stderr)
-    result = trainer.run()
+    result = trainer.run(max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     if args.stage == "finetune" and trainer.dist.main:
         from sqgan_core.checkpoint import save_checkpoint
         from sqgan_core.training.priors import apply_priors, count_code_usage

@@ -146,13 +146,13 @@ class Segmenter:
 
 def train_segmenter(data_root: str | os.PathLike[str], work_dir: str | os.PathLike[str], out: str | os.PathLike[str],
                     iters: int, batch_size: int = 8, val_interval: int = 1000, resume: bool = False,
-                    crop: tuple[int, int] = (256, 512)) -> dict[str, Any]:
+                    crop: tuple[int, int] = (256, 512), workers: int = 0) -> dict[str, Any]:
     """Train with mmengine's Runner, then export a weights-only checkpoint to `out`."""
     ensure_mmseg()
     from mmengine.runner import Runner
 
     cfg = build_config(data_root, work_dir, iters=iters, batch_size=batch_size, crop=crop,
-                       val_interval=min(val_interval, iters))
+                       val_interval=min(val_interval, iters), workers=workers)
     cfg.resume = resume
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

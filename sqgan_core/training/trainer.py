@@ -25,7 +25,7 @@ from sqgan_core.labels import NUM_CHANNELS, from_channel_index
 from sqgan_core.metrics import confusion, miou_from_confusion, psnr
 from sqgan_core.models import SQGAN
 from sqgan_core.training import losses as L
-from sqgan_core.training.augment import AugmentConfig, augment_batch, sample_keep_fraction
+from sqgan_core.training.augment import AugmentConfig, sample_keep_fraction
 from sqgan_core.training.config import TrainConfig
 from sqgan_core.training.data import BatchStream, to_tensors
 from sqgan_core.training.discriminator import PatchDiscriminator, feature_matching
@@ -74,8 +74,9 @@ class Trainer:
         self.amp = self.device.type == "cuda"
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.rng = np.random.default_rng([cfg.seed, self.dist.rank, 1])
-        self.data = BatchStream(train, cfg.batch_size, tuple(cfg.crop), cfg.seed, self.dist.rank, self.dist.world)
-        self.aug = AugmentConfig(max_paste=cfg.max_paste)
+        self.data = BatchStream(train, cfg.batch_size, tuple(cfg.crop), cfg.seed, self.dist.rank, self.dist.world,
+                                augment=AugmentConfig(max_paste=cfg.max_paste) if cfg.augment else None,
+                                workers=cfg.workers)
 
         self.module: nn.Module = SemanticStage(model) if stage == "semantic" else ImageStage(model, stage == "finetune")
         if stage == "finetune":
@@ -146,7 +147,7 @@ class Trainer:
         for opt, lr in ((self.opt, self.cfg.lr), (self.disc_opt, self.cfg.disc_lr)):
             for group in opt.param_groups:
                 group["lr"] = lr
-        self.data.restore(state["data"])
+        self.data.restore(state["data"], default=int(state["step"]))
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"].cpu())
         self.best = dict(state.get("best", {}))
@@ -168,9 +169,7 @@ class Trainer:
     # ---- one step ---------------------------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, lab = next(self.data)
-        if self.cfg.augment:
-            x, lab = augment_batch(x, lab, self.rng, self.aug)
-        return x.to(self.device), lab.to(self.device)
+        return x.to(self.device, non_blocking=True), lab.to(self.device, non_blocking=True)
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else torch.autocast("cpu", enabled=False)
@@ -261,7 +260,10 @@ class Trainer:
         return {"val_psnr_m0.5": float(np.mean(psnrs)) if psnrs else float("nan")}
 
     # ---- loop ---------------------------------------------------------------------------------------
-    def run(self, steps: int | None = None) -> dict[str, float]:
+    def run(self, steps: int | None = None, max_seconds: float | None = None) -> dict[str, float]:
+        """Train up to `steps` (default: the config's). `max_seconds` ends the run early, validated and
+        checkpointed, so a job with a wall-clock lease (a shared GPU, a CI slot) stops at a clean point and
+        `--resume` continues it."""
         from tqdm import tqdm
 
         total = steps if steps is not None else self.cfg.steps
@@ -277,13 +279,22 @@ class Trainer:
             self._log("log.csv", row)
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.3f}", rec=f"{row['rec']:.3f}")
-            if self.step % self.cfg.val_every == 0 or self.step == total:
+            out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+            if self.dist.world > 1:  # every rank must stop at the same step
+                flag = torch.tensor([float(out_of_time)], device=self.device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                out_of_time = bool(flag.item())
+            end = out_of_time or self.step == total
+            if self.step % self.cfg.val_every == 0 or end:
                 last = self.validate() if self.dist.main else {}
                 if self.dist.main:
                     self.best.update({f"last_{k}": v for k, v in last.items()})
                     self._log("val.csv", {"step": self.step, **last})
                     bar.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last.items()))
-            if self.step % self.cfg.ckpt_every == 0 or self.step == total:
+            if self.step % self.cfg.ckpt_every == 0 or end:
                 self.save()
+            if out_of_time:
+                bar.write(f"time limit of {max_seconds:.0f} s reached at step {self.step}; checkpoint saved")
+                break
         bar.close()
         return last

@@ -136,9 +136,37 @@ def test_resume_takes_learning_rate_and_disc_width_from_the_yaml(dataset, tmp_pa
     assert state["step"] == 6 and state["opt"]["param_groups"][0]["lr"] == pytest.approx(5e-5)
 
 
-def test_later_stages_need_an_init(dataset, tmp_path, capsys):
-    assert _train(dataset, "image", tmp_path / "x") == 2
+def test_finetune_needs_an_init_but_stage_two_can_start_fresh(dataset, tmp_path, capsys):
+    assert _train(dataset, "finetune", tmp_path / "x") == 2
     assert "--init" in capsys.readouterr().err
+    # Stage 2 trains on the true map, so it runs beside stage 1 without waiting for it.
+    assert _train(dataset, "image", tmp_path / "y") == 0
+    assert load_checkpoint(tmp_path / "y" / "model.pt")[1]["stage"] == "image"
+
+
+def test_batches_are_the_same_with_worker_processes_and_after_a_restore(dataset):
+    from sqgan_core.data import CityscapesPairs
+    from sqgan_core.training.augment import AugmentConfig
+    from sqgan_core.training.data import BatchStream
+
+    pairs = CityscapesPairs(dataset, "train").pairs
+    make = lambda workers: BatchStream(pairs, 2, (32, 64), seed=3, augment=AugmentConfig(max_paste=3),
+                                       workers=workers)
+    serial = [b for _, b in zip(range(5), make(0))]
+    parallel = [b for _, b in zip(range(5), make(2))]
+    for (xa, ya), (xb, yb) in zip(serial, parallel):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    resumed = make(0)
+    resumed.restore({"batches": 3})
+    assert torch.equal(next(resumed)[0], serial[3][0])
+    assert not torch.equal(serial[0][0], serial[1][0])
+
+
+def test_max_minutes_stops_early_with_a_checkpoint(dataset, tmp_path, capsys):
+    assert _train(dataset, "semantic", tmp_path / "t", "--steps", "1000", "--max-minutes", "0.0001") == 0
+    _, meta = load_checkpoint(tmp_path / "t" / "model.pt")
+    assert meta["step"] == 1 and "last_val_miou_shat_m0.5" in meta
+    assert "time limit" in capsys.readouterr().out
 
 
 def test_fitted_priors_cut_bits(dataset, tmp_path):
