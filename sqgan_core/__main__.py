@@ -4,4 +4,5 @@ import sys
 
 from sqgan_core.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # DataLoader's spawned workers import this module as __mp_main__
+    sys.exit(main())

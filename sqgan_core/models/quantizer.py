@@ -47,6 +47,13 @@ class VectorQuantizerEMA(nn.Module):
         return dist.argmin(1)
 
     def forward(self, tokens: torch.Tensor, keep: torch.Tensor) -> QuantOutput:
+        # Nearest-code search and the EMA update in float32 even under bf16 autocast: bf16 distances
+        # tie between close codes and pick arbitrary indices, and the index must not depend on whether
+        # the encoder ran under autocast (training on a GPU) or not (the codec).
+        with torch.autocast(tokens.device.type, enabled=False):
+            return self._forward(tokens.float(), keep)
+
+    def _forward(self, tokens: torch.Tensor, keep: torch.Tensor) -> QuantOutput:
         b, k, c = tokens.shape
         kept = tokens[keep]  # (N_total, C)
         idx_kept = self.nearest(kept.detach()) if kept.numel() else torch.zeros(0, dtype=torch.long, device=tokens.device)

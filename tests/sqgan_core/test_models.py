@@ -125,6 +125,20 @@ def test_vq_eval_does_not_touch_the_codebook():
     assert torch.equal(before, vq.embedding)
 
 
+def test_vq_under_bf16_autocast_quantizes_in_float32():
+    # GPU training runs under bf16 autocast; the quantizer must still pick the float32 nearest codes
+    # (and not fail on mixed dtypes when writing kept tokens). CPU autocast exercises the same path.
+    torch.manual_seed(0)
+    vq = VectorQuantizerEMA(64, 8).eval()
+    tokens = torch.randn(2, 16, 8)
+    keep = torch.rand(2, 16) < 0.5
+    t16 = tokens.to(torch.bfloat16)  # what an encoder under autocast hands over
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = vq(t16, keep)
+    assert out.quantized.dtype == torch.float32
+    assert torch.equal(out.indices, vq(t16.float(), keep).indices)
+
+
 def test_adm_masked_key_weights_start_small_and_grow_as_sqrt():
     adm = ADM(16, depth=4, heads=2)
     w = adm.log_weights.exp().tolist()
