@@ -29,6 +29,7 @@ setup(
         data("configs/scenarios", "configs/scenarios/*.yaml"),
         data("configs/links", "configs/links/*.yaml"),
         data("configs/nodes", "configs/nodes/*.yaml"),
+        data("configs/dds", "configs/dds/*.xml"),
     ],
     python_requires=">=3.10",
     install_requires=[

@@ -162,6 +162,7 @@ def build(graph: str, *, vehicles: int = 1, sets: dict[str, Any] | None = None,
     ids = list(range(int(ctx.get("first_vehicle_id", 0)), int(ctx.get("first_vehicle_id", 0)) + vehicles))
     ctx.setdefault("vehicle_ids", ids)
     with_link = "link" in GRAPHS[graph]
+    dds_env = dds_environment(ctx, root)
     specs = []
     for kind in GRAPHS[graph]:
         if kind == "vehicle":
@@ -171,7 +172,25 @@ def build(graph: str, *, vehicles: int = 1, sets: dict[str, Any] | None = None,
                 specs.append(node_spec(kind, vctx, root, params.get(kind)))
         else:
             specs.append(node_spec(kind, ctx, root, params.get(kind)))
+    for spec in specs:
+        if spec.kind == "ros":
+            spec.env = {**dds_env, **spec.env}
     return specs
+
+
+DDS_PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def dds_environment(ctx: dict[str, Any], root: Path | None = None) -> dict[str, str]:
+    """The DDS settings every ROS node of the graph gets: network.yaml's `dds_profile` as Fast DDS's
+    default profile file, unless the caller's environment already names one."""
+    profile = str(ctx.get("dds_profile") or "")
+    if not profile or os.environ.get(DDS_PROFILE_ENV):
+        return {}
+    path = Path(profile) if os.path.isabs(profile) else (root or config_dir()) / profile
+    if not path.is_file():
+        raise GraphError(f"network.yaml dds_profile: {path} not found")
+    return {DDS_PROFILE_ENV: str(path.resolve())}
 
 
 def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
