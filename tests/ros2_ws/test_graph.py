@@ -142,3 +142,21 @@ def test_real_ros2_launch_description():
     from launch import LaunchDescription
 
     assert isinstance(mod.generate_launch_description(), LaunchDescription)
+
+
+def test_every_ros_node_gets_the_fast_discovery_profile(monkeypatch, tmp_path):
+    from ros2_ws.graph import DDS_PROFILE_ENV, dds_environment
+
+    monkeypatch.delenv(DDS_PROFILE_ENV, raising=False)
+    specs = build("pipeline")
+    for s in specs:
+        if s.kind == "ros":
+            assert Path(s.env[DDS_PROFILE_ENV]).is_file(), s.name
+        else:
+            assert DDS_PROFILE_ENV not in s.env, s.name
+    monkeypatch.setenv(DDS_PROFILE_ENV, "/etc/my_dds.xml")  # the user's own profile wins
+    assert all(DDS_PROFILE_ENV not in s.env for s in build("pipeline"))
+    monkeypatch.delenv(DDS_PROFILE_ENV)
+    with pytest.raises(GraphError, match="dds_profile"):
+        dds_environment({"dds_profile": "dds/missing.xml"}, tmp_path)
+    assert dds_environment({"dds_profile": ""}) == {}
