@@ -101,4 +101,26 @@ def evaluate(codec: Codec, frames: Sequence[tuple[np.ndarray, np.ndarray]], grid
                  "untrained": bool(codec.metadata.get("untrained")), "grid": results}
     if segmenter is None:
         out["unavailable"] = {"miou_seg_recon": segmenter_note, "miou_seg_orig": segmenter_note}
+    out["acceptance"] = acceptance(results)
+    return out
+
+
+def acceptance(rows: Sequence[dict], at: tuple[float, float] = (0.5, 0.5)) -> dict:
+    """The training issue's targets checked against measured rows: each {value, target, pass}, with
+    pass None when a figure is missing (no segmenter, no JPEG 2000, or `at` not in the grid)."""
+    def check(value: float | None, target: float | None, ok) -> dict:
+        done = value is not None and target is not None
+        return {"value": value, "target": target, "pass": bool(ok(value, target)) if done else None}
+
+    worst = max(rows, key=lambda r: r["bits_over_bound"]) if rows else None
+    out = {"bits_over_bound_max": check(worst and worst["bits_over_bound"], 0.8, lambda v, t: v <= t)}
+    row = next((r for r in rows if (r["mx"], r["ms"]) == at), None)
+    if row is not None:
+        recon, orig = row["miou_seg_recon"], row["miou_seg_orig"]
+        j3 = (row.get("jpeg2000_3x") or {}).get("miou_seg")
+        out["miou_shat"] = check(row["miou_shat"], 0.70, lambda v, t: v >= t)
+        out["miou_seg_recon_over_orig"] = check(None if recon is None or not orig else recon / orig, 0.85,
+                                                lambda v, t: v >= t)
+        out["miou_seg_recon_vs_jpeg2000_3x"] = check(recon, j3, lambda v, t: v > t)
+        out["at"] = list(at)
     return out

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", type=Path, help="Cityscapes-layout root")
     src.add_argument("--seed", type=int, default=9001, help="simulator seed for rendered frames (default 9001; "
-                                                            "training uses seeds 1-500)")
+                                                            "training uses seeds 1-500, validation 501-502)")
     p.add_argument("--split", default=None)
     p.add_argument("--scenario", default="default", help="simulator scenario for --seed")
     p.add_argument("--frames", type=int, default=100)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sqgan_core.cli import main
-from sqgan_core.evaluation import evaluate, jpeg2000
+from sqgan_core.evaluation import acceptance, evaluate, jpeg2000
 from sqgan_core.imageio import write_labels, write_rgb
 
 
@@ -52,3 +52,36 @@ def test_eval_command_marks_segmenter_metrics_unavailable(tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["grid"][0]["miou_seg_recon"] is None and "not found" in r["unavailable"]["miou_seg_recon"]
     assert r["untrained"] is True and r["frames"] == 2
+
+
+def _row(mx, ms, over, shat=0.75, recon=0.5, orig=0.55, j3=0.4):
+    return {"mx": mx, "ms": ms, "bits_over_bound": over, "miou_shat": shat, "miou_seg_recon": recon,
+            "miou_seg_orig": orig, "jpeg2000_3x": {"miou_seg": j3}}
+
+
+def test_acceptance_checks_each_target_of_the_training_issue():
+    rows = [_row(0.2, 0.2, 0.6), _row(0.5, 0.5, 0.7), _row(1.0, 1.0, 0.79)]
+    a = acceptance(rows)
+    assert a["bits_over_bound_max"] == {"value": 0.79, "target": 0.8, "pass": True}
+    assert a["miou_shat"]["pass"] and a["miou_seg_recon_vs_jpeg2000_3x"]["pass"]
+    assert a["miou_seg_recon_over_orig"]["value"] == pytest.approx(0.5 / 0.55) and a["miou_seg_recon_over_orig"]["pass"]
+    # one grid point over the bound fails the rate target; weak s_hat or a better JPEG 2000 fail theirs
+    a = acceptance(rows[:2] + [_row(1.0, 1.0, 0.85)])
+    assert a["bits_over_bound_max"]["pass"] is False
+    a = acceptance([_row(0.5, 0.5, 0.7, shat=0.44, recon=0.3, orig=0.5, j3=0.35)])
+    assert (a["miou_shat"]["pass"], a["miou_seg_recon_over_orig"]["pass"],
+            a["miou_seg_recon_vs_jpeg2000_3x"]["pass"]) == (False, False, False)
+
+
+def test_acceptance_says_unknown_rather_than_pass_without_a_segmenter():
+    a = acceptance([_row(0.5, 0.5, 0.7, recon=None, orig=None, j3=None)])
+    assert a["miou_seg_recon_over_orig"]["pass"] is None and a["miou_seg_recon_vs_jpeg2000_3x"]["pass"] is None
+    assert a["miou_shat"]["pass"] is True
+    assert "miou_shat" not in acceptance([_row(0.2, 0.2, 0.7)])  # (0.5, 0.5) not measured
+
+
+def test_evaluate_reports_acceptance(small_codec):
+    r = evaluate(small_codec, _frames(1), grid=[(0.5, 0.5)], progress=False, with_jpeg2000=False)
+    a = r["acceptance"]
+    assert a["bits_over_bound_max"]["value"] == pytest.approx(r["grid"][0]["bits_over_bound"])
+    assert a["miou_shat"]["value"] == pytest.approx(r["grid"][0]["miou_shat"])
