@@ -10,7 +10,7 @@ install:
 	@bash tools/install.sh
 
 test: install
-	$(PY) -m pytest -q -m "not slow and not timing"
+	$(PY) -m pytest -q -m "not slow"
 
 test-all: install
 	$(PY) -m pytest -q

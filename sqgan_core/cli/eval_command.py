@@ -11,6 +11,8 @@ import json
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import numpy as np
+
 from sqgan_core.cli import CommandError
 from sqgan_core.cli.codec_demo import _rates
 from sqgan_core.cli.model_options import add_model_options, codec_from_args
@@ -34,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-jpeg2000", action="store_true")
     p.add_argument("--json", action="store_true", help="one-line JSON (default: indented)")
     p.add_argument("-o", "--output", type=Path, help="also write the JSON here")
+    p.add_argument("--plot", type=Path, help="also draw rate/quality curves (PNG): PSNR, MS-SSIM and mIoU "
+                                             "against bpp, SQ-GAN beside JPEG 2000")
     add_model_options(p)
     p.set_defaults(func=_run)
 
@@ -86,5 +90,43 @@ def _run(args: argparse.Namespace) -> int:
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text + "\n")
+    if args.plot:
+        plot_rate_quality(result, args.plot)
     print(text)
     return 0
+
+
+def plot_rate_quality(result: dict, path: Path) -> None:
+    """Rate/quality panels: SQ-GAN at each (m_x, m_s) against JPEG 2000 at the same and 3x the rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["grid"]
+    panels = [("psnr", "PSNR (dB)"), ("ms_ssim", "MS-SSIM"), ("miou_seg", "segmenter mIoU on the decoded image")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), dpi=110)
+    for ax, (key, label) in zip(axes, panels):
+        sq_key = "miou_seg_recon" if key == "miou_seg" else key
+        ax.scatter([r["bpp"] for r in rows], [r[sq_key] if r[sq_key] is not None else np.nan for r in rows],
+                   label="SQ-GAN", color="C0", zorder=3)
+        for r in rows:
+            if r[sq_key] is not None:
+                ax.annotate(f"({r['mx']:g},{r['ms']:g})", (r["bpp"], r[sq_key]), fontsize=6,
+                            xytext=(3, 3), textcoords="offset points")
+        for jkey, name, colour in (("jpeg2000_matched", "JPEG 2000, same rate", "C1"),
+                                   ("jpeg2000_3x", "JPEG 2000, 3x rate", "C2")):
+            pts = [(r[jkey]["bpp"], r[jkey][key]) for r in rows if jkey in r and r[jkey][key] is not None]
+            if pts:
+                ax.scatter(*zip(*pts), label=name, color=colour, marker="s", s=14)
+        if key == "miou_seg" and rows and rows[0].get("miou_seg_orig") is not None:
+            ax.axhline(rows[0]["miou_seg_orig"], color="k", lw=0.8, ls="--", label="segmenter on the original")
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{result.get('model', '')}: {result['frames']} frames of {result.get('source', '')}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)

@@ -48,10 +48,13 @@ def test_eval_command_marks_segmenter_metrics_unavailable(tmp_path, capsys):
         write_rgb(tmp_path / "leftImg8bit" / "val" / "c" / f"c_{i}_0_leftImg8bit.png", img)
         write_labels(tmp_path / "gtFine" / "val" / "c" / f"c_{i}_0_gtFine_labelTrainIds.png", lab)
     assert main(["eval", "--data", str(tmp_path), "--grid", "0.2,0.5", "--untrained", "--json",
-                 "--segmenter", str(tmp_path / "none.pt")]) == 0
+                 "--segmenter", str(tmp_path / "none.pt"), "--plot", str(tmp_path / "rd.png")]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["grid"][0]["miou_seg_recon"] is None and "not found" in r["unavailable"]["miou_seg_recon"]
     assert r["untrained"] is True and r["frames"] == 2
+    from PIL import Image
+
+    assert Image.open(tmp_path / "rd.png").size[0] > 1000  # the three rate/quality panels, drawn without a segmenter
 
 
 def _row(mx, ms, over, shat=0.75, recon=0.5, orig=0.55, j3=0.4):
