@@ -37,6 +37,17 @@ def miou_from_confusion(cm: np.ndarray) -> float:
     return float(np.mean(tp[present] / denom[present])) if present.any() else float("nan")
 
 
+def iou_per_class(cm: np.ndarray) -> np.ndarray:
+    """IoU of each class from a confusion(); NaN for classes absent from the target, so a class
+    that never occurs is not reported as 0."""
+    c = cm.shape[0]
+    tp = np.diag(cm[:, :c]).astype(np.float64)
+    gt = cm.sum(1)
+    denom = gt + cm[:, :c].sum(0) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(gt > 0, tp / np.maximum(denom, 1), np.nan)
+
+
 def miou(pred: np.ndarray, target: np.ndarray, num_classes: int = NUM_CLASSES) -> float:
     return miou_from_confusion(confusion(pred, target, num_classes))
 

@@ -45,3 +45,14 @@ def test_ms_ssim_identity_noise_and_size_check():
     assert 1.0 > ms_ssim(a, small) > ms_ssim(a, big) > 0
     with pytest.raises(ValueError, match="161"):
         ms_ssim(a[:100], a[:100])
+
+
+def test_iou_per_class_leaves_absent_classes_out_not_zero():
+    from sqgan_core.metrics import iou_per_class
+
+    target = np.array([[0, 0, 1, 1]], np.uint8)
+    pred = np.array([[0, 1, 1, 2]], np.uint8)
+    iou = iou_per_class(confusion(pred, target))
+    assert iou[0] == pytest.approx(0.5) and iou[1] == pytest.approx(1 / 3)
+    assert np.isnan(iou[2]) and np.isnan(iou[18])  # 2 is predicted but absent from the target
+    assert np.nanmean(iou) == pytest.approx(miou_from_confusion(confusion(pred, target)))

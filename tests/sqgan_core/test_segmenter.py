@@ -8,6 +8,7 @@ import torch
 
 from sqgan_core.cli import main
 from sqgan_core.imageio import read_labels, write_labels, write_rgb
+from sqgan_core.labels import CLASS_NAMES
 
 pytest.importorskip("mmseg", reason="mmsegmentation is not installed")
 
@@ -72,3 +73,25 @@ def test_two_training_iterations_export_a_loadable_model(tmp_path):
     assert main(["train", "segmenter", "--data", str(tmp_path / "d"), "--work-dir", str(tmp_path / "w"),
                  "-o", str(tmp_path / "s.pt"), "--iters", "2", "--batch-size", "2", "--val-interval", "2"]) == 0
     assert Segmenter.load(tmp_path / "s.pt").metadata["iters"] == 2
+
+
+def test_bench_segmenter_reports_latency_and_miou(random_segmenter, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        write_rgb(tmp_path / "leftImg8bit" / "val" / "c" / f"c_{i}_0_leftImg8bit.png",
+                  rng.integers(0, 256, (96, 160, 3), dtype=np.uint8))
+        write_labels(tmp_path / "gtFine" / "val" / "c" / f"c_{i}_0_gtFine_labelTrainIds.png",
+                     rng.integers(0, 19, (96, 160)).astype(np.uint8))
+    assert main(["bench", "segmenter", "--model", str(random_segmenter), "--data", str(tmp_path), "--frames", "3",
+                 "--warmup", "1", "--no-cuda", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    cpu = r["devices"]["cpu"]
+    assert r["frames"] == 3 and (r["height"], r["width"]) == (96, 160)
+    assert 0 < cpu["latency_ms"]["p50"] <= cpu["latency_ms"]["p95"]
+    assert 0 <= cpu["miou"] <= 1 and set(cpu["iou_per_class"]) <= set(CLASS_NAMES)
+    assert r["devices"]["cuda"] == {"available": False}
+
+
+def test_bench_segmenter_names_a_missing_checkpoint(tmp_path, capsys):
+    assert main(["bench", "segmenter", "--model", str(tmp_path / "nope.pt"), "--frames", "1", "--json"]) == 2
+    assert "not found" in capsys.readouterr().err
