@@ -19,7 +19,7 @@ SQGAN=${SQGAN:-.venv/bin/sqgan}
 S1_MIN=${S1_MIN:-75}
 S2_MIN=${S2_MIN:-75}
 FT_MIN=${FT_MIN:-30}
-SEG_ITERS=${SEG_ITERS:-4000}
+SEG_ITERS=${SEG_ITERS:-2500}
 export N_TRAIN=${N_TRAIN:-16}
 mkdir -p "$RUNS"
 log() { echo "[$(date +%T)] $*"; }
