@@ -69,17 +69,21 @@ def ms_ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     y = torch.from_numpy(b.astype(np.float64)).permute(2, 0, 1)[None]
     c = x.shape[1]
     g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5 ** 2))
-    g = (g / g.sum())
-    win = (g[:, None] * g[None, :]).expand(c, 1, 11, 11).contiguous()
+    g = g / g.sum()
+    # The Gaussian window is separable: two 1-D passes over the five moments stacked as channels
+    # give the 11x11 result at a tenth of the cost (an evaluation calls this three times a frame).
+    row, col = g.view(1, 1, 1, 11).expand(5 * c, 1, 1, 11), g.view(1, 1, 11, 1).expand(5 * c, 1, 11, 1)
     c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
 
-    def filt(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, win, groups=c)
+    def moments(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        t = torch.cat([x, y, x * x, y * y, x * y], 1)
+        t = F.conv2d(F.conv2d(t, row, groups=5 * c), col, groups=5 * c)
+        return t.split(c, 1)
 
     values = []
     for level in range(5):
-        mx, my = filt(x), filt(y)
-        sxx, syy, sxy = filt(x * x) - mx ** 2, filt(y * y) - my ** 2, filt(x * y) - mx * my
+        mx, my, exx, eyy, exy = moments(x, y)
+        sxx, syy, sxy = exx - mx ** 2, eyy - my ** 2, exy - mx * my
         cs = (2 * sxy + c2) / (sxx + syy + c2)
         if level < 4:
             values.append(torch.relu(cs.mean(dim=(2, 3))))

@@ -32,10 +32,14 @@ def test_vehicle_graph_alone_talks_to_the_rsu():
     assert v.parameters["link_endpoint"] == context()["rsu_connect"]
 
 
-def test_model_is_explicit_in_configs():
-    for s in build("pipeline"):
-        if "model" in s.parameters:
-            assert s.parameters["model"] == "untrained:small"  # until a trained default ships
+def test_every_codec_node_runs_the_shipped_model_by_default():
+    from ros2_ws.streaming import load_codec
+
+    specs = [s for s in build("pipeline") if "model" in s.parameters]
+    assert {s.name.split("_")[0] for s in specs} == {"vehicle", "rsu"}
+    assert {s.parameters["model"] for s in specs} == {""}  # the same weights on both ends of the link
+    codec, untrained = load_codec("")
+    assert not untrained and codec.metadata["stage"] == "finetune"
 
 
 def test_parameter_types_survive_substitution_and_overrides():
