@@ -11,7 +11,7 @@ Each frame goes out as packets (sqgan_core.packets) over CurveZMQ, and as a sens
 CompressedImage `rgb8; sqgan compressed v1` (the frame bitstream, decodable by `sqgan decode`) on
 `<camera_topic>/sqgan` for recording and replay. m_x and m_s can be changed at run time.
 
-Run: `vehicle_encoder --ros-args -p model:=untrained:small -p vehicle_id:=0 -p secret_key:=keys/vehicle_0.key_secret
+Run: `vehicle_encoder --ros-args -p vehicle_id:=0 -p secret_key:=keys/vehicle_0.key_secret
 -p server_key:=keys/link.key`
 """
 from __future__ import annotations
