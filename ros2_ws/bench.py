@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             cases.append(run_case(out_root / f"{device}_{n}v", n, device, args.frames, args.rate, model, args.profile))
     result = {
         "benchmark": "pipeline",
-        "model": model,
+        "model": model or "shipped (sqgan_core/weights/sqgan_small.pt)",
         "untrained": str(model).startswith("untrained:"),
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
                  "torch": torch.__version__, "torch_threads_per_node": 1,

@@ -219,7 +219,7 @@ class PipelineRecorder(Node):
                 "mean_bpp": "all packet bytes (headers, CRCs, redundant info) per camera pixel",
             },
             "profile": self.p["profile"],
-            "model": self.p["model"],
+            "model": self.p["model"] or "shipped (sqgan_core/weights/sqgan_small.pt)",
             "untrained": str(self.p["model"]).startswith("untrained:"),
             "stop_reason": reason,
             "link": link,
