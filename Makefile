@@ -4,13 +4,16 @@ PY     := $(VENV)/bin/python
 SQGAN  := $(VENV)/bin/sqgan
 DEMO   := out/demo
 
-.PHONY: install test test-all demo bench clean
+.PHONY: install test test-slow test-all demo bench clean
 
 install:
 	@bash tools/install.sh
 
 test: install
 	$(PY) -m pytest -q -m "not slow"
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
 
 test-all: install
 	$(PY) -m pytest -q
