@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ros2_ws.graph import context
+    from ros2_ws.node_common import model_label
 
     model = args.model or context()["model"]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             cases.append(run_case(out_root / f"{device}_{n}v", n, device, args.frames, args.rate, model, args.profile))
     result = {
         "benchmark": "pipeline",
-        "model": model or "shipped (sqgan_core/weights/sqgan_small.pt)",
+        "model": model_label(model),
         "untrained": str(model).startswith("untrained:"),
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
                  "torch": torch.__version__, "torch_threads_per_node": 1,

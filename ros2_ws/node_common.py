@@ -8,6 +8,11 @@ from typing import Any, Iterable
 import numpy as np
 
 
+def model_label(spec: str) -> str:
+    """The `model` parameter as reports show it: "" means the shipped checkpoint, so say which."""
+    return spec or "shipped (sqgan_core/weights/sqgan_small.pt)"
+
+
 def sensor_qos(depth: int = 5) -> Any:
     """Best-effort keep-last: matches both reliable and best-effort camera publishers."""
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy

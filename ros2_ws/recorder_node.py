@@ -29,7 +29,7 @@ from sensor_msgs.msg import Image
 
 from ros2_ws.camera_input import StampSync, rgb_from_image, stamp_key, train_ids_from_semantic
 from ros2_ws.image_conversions import image_to_numpy
-from ros2_ws.node_common import image_qos, parse_diagnostics, sensor_qos
+from ros2_ws.node_common import image_qos, model_label, parse_diagnostics, sensor_qos
 from sqgan_core.labels import NUM_CLASSES, colorize
 from sqgan_core.metrics import confusion, miou_from_confusion, psnr
 
@@ -219,7 +219,7 @@ class PipelineRecorder(Node):
                 "mean_bpp": "all packet bytes (headers, CRCs, redundant info) per camera pixel",
             },
             "profile": self.p["profile"],
-            "model": self.p["model"] or "shipped (sqgan_core/weights/sqgan_small.pt)",
+            "model": model_label(self.p["model"]),
             "untrained": str(self.p["model"]).startswith("untrained:"),
             "stop_reason": reason,
             "link": link,

@@ -27,16 +27,6 @@ def confusion(pred: np.ndarray, target: np.ndarray, num_classes: int = NUM_CLASS
     return cm.reshape(num_classes, num_classes + 1)
 
 
-def miou_from_confusion(cm: np.ndarray) -> float:
-    """Mean IoU over the classes present in the target (Cityscapes convention: absent ones skipped)."""
-    c = cm.shape[0]
-    tp = np.diag(cm[:, :c]).astype(np.float64)
-    gt = cm.sum(1)
-    denom = gt + cm[:, :c].sum(0) - tp
-    present = gt > 0
-    return float(np.mean(tp[present] / denom[present])) if present.any() else float("nan")
-
-
 def iou_per_class(cm: np.ndarray) -> np.ndarray:
     """IoU of each class from a confusion(); NaN for classes absent from the target, so a class
     that never occurs is not reported as 0."""
@@ -46,6 +36,13 @@ def iou_per_class(cm: np.ndarray) -> np.ndarray:
     denom = gt + cm[:, :c].sum(0) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(gt > 0, tp / np.maximum(denom, 1), np.nan)
+
+
+def miou_from_confusion(cm: np.ndarray) -> float:
+    """Mean IoU over the classes present in the target (Cityscapes convention: absent ones skipped)."""
+    iou = iou_per_class(cm)
+    present = ~np.isnan(iou)
+    return float(iou[present].mean()) if present.any() else float("nan")
 
 
 def miou(pred: np.ndarray, target: np.ndarray, num_classes: int = NUM_CLASSES) -> float:

@@ -42,6 +42,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+def held_out_frames(data: Path | None, split: str | None, seed: int, scenario: str, n: int,
+                    stride: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    """(frames, source description): the first n pairs of a Cityscapes-layout `data` root, or every
+    stride-th frame rendered by the simulator plugin from `seed`."""
+    if data:
+        from sqgan_core.data import CityscapesPairs, DatasetError
+
+        try:
+            return [p.load() for p in CityscapesPairs(data, split).pairs[:n]], str(data)
+        except DatasetError as exc:
+            raise CommandError(str(exc)) from None
+    stride = max(stride, 1)
+    return _rendered(seed, scenario, n, stride), f"simulator scenario {scenario} seed {seed} (every {stride}th frame)"
+
+
 def _rendered(seed: int, scenario: str, n: int, stride: int):
     sources = {ep.name: ep for ep in entry_points(group="sqgan.frame_sources")}
     if "embedded" not in sources:
@@ -62,17 +77,7 @@ def _rendered(seed: int, scenario: str, n: int, stride: int):
 def _run(args: argparse.Namespace) -> int:
     from sqgan_core.evaluation import PAPER_GRID, evaluate
 
-    if args.data:
-        from sqgan_core.data import CityscapesPairs, DatasetError
-
-        try:
-            frames = [p.load() for p in CityscapesPairs(args.data, args.split).pairs[: args.frames]]
-        except DatasetError as exc:
-            raise CommandError(str(exc)) from None
-        source = str(args.data)
-    else:
-        frames = _rendered(args.seed, args.scenario, args.frames, max(args.stride, 1))
-        source = f"simulator scenario {args.scenario} seed {args.seed} (every {args.stride}th frame)"
+    frames, source = held_out_frames(args.data, args.split, args.seed, args.scenario, args.frames, args.stride)
     codec = codec_from_args(args)
     segmenter, note = None, ""
     try:

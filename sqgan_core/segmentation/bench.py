@@ -35,19 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _frames(args: argparse.Namespace) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
-    if args.data:
-        from sqgan_core.data import CityscapesPairs, DatasetError
-
-        try:
-            return [q.load() for q in CityscapesPairs(args.data, args.split).pairs[: args.frames]], str(args.data)
-        except DatasetError as exc:
-            raise CommandError(str(exc)) from None
-    from sqgan_core.cli.eval_command import _rendered
-
-    return _rendered(args.seed, "default", args.frames, 5), f"simulator scenario default seed {args.seed}"
-
-
 def measure(segmenter, frames: list[tuple[np.ndarray, np.ndarray]], warmup: int) -> dict[str, object]:
     from sqgan_core.labels import CLASS_NAMES
     from sqgan_core.metrics import confusion, iou_per_class, miou_from_confusion
@@ -72,7 +59,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    frames, source = _frames(args)
+    from sqgan_core.cli.eval_command import held_out_frames
+
+    frames, source = held_out_frames(args.data, args.split, args.seed, "default", args.frames, 5)
     if not frames:
         raise CommandError("no frames to measure")
     result: dict[str, object] = {"benchmark": "segmenter", "frames": len(frames), "source": source,
