@@ -69,6 +69,14 @@ class EmbeddedSimulator(SourceBase):
                         ego_pose=Pose(e.x, e.y, 0.0, 0.0, 0.0, math.degrees(e.yaw)), ego_speed=e.speed,
                         source="embedded")
 
+    def skip(self) -> None:
+        """Advance the clock and the traffic one tick without rendering (~10x cheaper than step())."""
+        if self.renderer is None:
+            raise RuntimeError("simulator is closed")
+        self.index += 1
+        if self.index > 0:
+            self.traffic.step(TICK_SECONDS)
+
     def close(self) -> None:
         if self.renderer is not None:
             self.renderer.close()

@@ -49,6 +49,11 @@ class SourceBase:
     def close(self) -> None:  # pragma: no cover - overridden
         pass
 
+    def skip(self) -> None:
+        """Advance one tick without keeping its frame (sources that can skip rendering override
+        this); `sim export --stride` uses it to spread frames over a longer drive."""
+        self.step()
+
     def __iter__(self) -> Iterator[SimFrame]:
         n = 0
         while self.max_frames is None or n < self.max_frames:

@@ -32,6 +32,10 @@ def register_training(stages: argparse._SubParsersAction) -> None:
     s.add_argument("--val-interval", type=int, default=1000)
     s.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: in-process)")
     s.add_argument("--resume", action="store_true", help="resume from the work dir's last checkpoint")
+    s.add_argument("--init", help="segmenter checkpoint to start from, or 'shipped' for the shipped weights")
+    s.add_argument("--max-minutes", type=float, help="stop after this much training time; the learning rate "
+                                                     "decays to this deadline")
+    s.add_argument("--lr", type=float, default=0.05, help="base SGD learning rate (default 0.05; 0.01 to fine-tune)")
     s.set_defaults(func=_train)
 
 
@@ -63,7 +67,20 @@ def _train(args: argparse.Namespace) -> int:
 
     if not (args.data / "leftImg8bit" / "train").is_dir() or not (args.data / "leftImg8bit" / "val").is_dir():
         raise CommandError(f"{args.data}: needs leftImg8bit/train and leftImg8bit/val (Cityscapes layout)")
-    meta = train_segmenter(args.data, args.work_dir, args.output, args.iters, args.batch_size, args.val_interval,
-                           args.resume, tuple(args.crop), workers=args.workers)
+    from sqgan_core.segmentation.segmenter import WEIGHTS, SegmenterError
+
+    if args.iters < 1:
+        raise CommandError("--iters must be at least 1")
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise CommandError("--max-minutes must be > 0")
+    init = WEIGHTS if args.init == "shipped" else (Path(args.init) if args.init else None)
+    if init is not None and not init.is_file():
+        raise CommandError(f"--init: segmenter checkpoint not found: {init}")
+    try:
+        meta = train_segmenter(args.data, args.work_dir, args.output, args.iters, args.batch_size, args.val_interval,
+                               args.resume, tuple(args.crop), workers=args.workers, init=init,
+                               max_minutes=args.max_minutes, lr=args.lr)
+    except SegmenterError as exc:
+        raise CommandError(str(exc)) from None
     print(json.dumps({"model": str(args.output), **meta}))
     return 0

@@ -13,14 +13,17 @@ from sqgan_core.cli import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train SQ-GAN (stages semantic, image, finetune) and fit priors",
+    p = sub.add_parser("train", help="train SQ-GAN (stages semantic, image, finetune, joint) and fit priors",
                        description="Stage 1 'semantic' trains G_s; stage 2 'image' trains G_x on the true map; "
-                                   "stage 3 'finetune' trains G_x on s_hat with G_s frozen; 'priors' fits the "
-                                   "entropy coder's index priors from code usage.")
+                                   "stage 3 'finetune' trains G_x on s_hat with G_s frozen; 'joint' trains G_s and "
+                                   "G_x together (G_x on the detached s_hat); 'priors' fits the entropy coder's "
+                                   "index priors from code usage. Every run keeps its best checkpoint by "
+                                   "validation in OUT/best.pt (with fitted priors): the file to ship.")
     stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for stage, text in (("semantic", "stage 1: G_s with weighted cross-entropy"),
                         ("image", "stage 2: G_x with the true semantic map"),
-                        ("finetune", "stage 3: G_x on s_hat, G_s frozen; fits the priors at the end")):
+                        ("finetune", "stage 3: G_x on s_hat, G_s frozen; fits the priors at the end"),
+                        ("joint", "G_s and G_x in one loop, G_x on G_s's detached s_hat; fits the priors at the end")):
         s = stages.add_parser(stage, help=text, description=text)
         s.add_argument("--data", type=Path, required=True, help="Cityscapes-layout root for training")
         s.add_argument("--split", default="train", help="training split (default train)")
@@ -28,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("--val-split", default="val", help="validation split (default val)")
         s.add_argument("--out", type=Path, required=True, help="run directory (model.pt, train_state.pt, logs)")
         s.add_argument("--config", default="small", help="model config for a fresh stage-1 or stage-2 run (default small)")
-        s.add_argument("--init", type=Path, help="checkpoint to start from (required for finetune; stage 2 trains on the true map "
-                                                                "and can start fresh beside stage 1)")
+        s.add_argument("--init", help="checkpoint to start from, or 'shipped' for the shipped weights (required "
+                                       "for finetune; stage 2 trains on the true map and can start fresh beside stage 1)")
         s.add_argument("--train-config", type=Path, help="training YAML (configs/train/...)")
         s.add_argument("--steps", type=int, help="override the config's step count")
         s.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -83,9 +86,11 @@ def _train(args: argparse.Namespace) -> int:
     val = _pairs(args.val_data or args.data, args.val_split)
     resuming = args.resume and (args.out / "train_state.pt").is_file()
     meta = {"train_data": str(args.data), "train_frames": len(train), "val_data": str(args.val_data or args.data)}
+    meta["train_seeds"] = city_seeds(train)
     try:
         if args.init:
-            model, prev = load_checkpoint(args.init)
+            init = _init_path(args.init)
+            model, prev = load_checkpoint(init)
             meta["init"] = str(args.init)
             meta["history"] = list(prev.get("history", [])) + [{k: prev[k] for k in ("stage", "step") if k in prev}]
         elif args.stage == "finetune" and not resuming:
@@ -108,17 +113,38 @@ def _train(args: argparse.Namespace) -> int:
         print(f"nothing to resume in {args.out}; starting fresh", file=sys.stderr)
     print(f"perceptual term: {trainer.perceptual.detail}", file=sys.stderr)
     result = trainer.run(max_seconds=args.max_minutes * 60 if args.max_minutes else None)
-    if args.stage == "finetune" and trainer.dist.main:
+    if args.stage in ("finetune", "joint") and trainer.dist.main:
         from sqgan_core.checkpoint import save_checkpoint
         from sqgan_core.training.priors import apply_priors, count_code_usage
+        from sqgan_core.training.trainer import spread_over_cities
 
-        cx, cs = count_code_usage(trainer.model, train[:500], device=args.device)
+        cx, cs = count_code_usage(trainer.model, spread_over_cities(train, 500), device=args.device)
         stats = apply_priors(trainer.model, cx, cs)
         save_checkpoint(trainer.model_path, trainer.model, {**trainer.checkpoint_metadata(), "priors": stats})
         result.update(stats)
     if trainer.dist.main:
-        print(json.dumps({"stage": args.stage, "step": trainer.step, "model": str(trainer.model_path), **result}))
+        print(json.dumps({"stage": args.stage, "step": trainer.step, "model": str(trainer.model_path),
+                          "best": str(trainer.best_path) if trainer.best_path.is_file() else None,
+                          **trainer.best, **result}))
     return 0
+
+
+def _init_path(value: str) -> Path:
+    """'shipped' names the shipped weights, anything else is a checkpoint path."""
+    if value == "shipped":
+        from sqgan_core.checkpoint import DEFAULT_CHECKPOINT
+
+        return DEFAULT_CHECKPOINT
+    return Path(value)
+
+
+def city_seeds(pairs) -> list[int]:
+    """[lowest, highest] simulator seed among the training cities (`<scenario><seed>` folders), so each
+    checkpoint records which seeds it has seen and the next run can start from unused ones."""
+    import re
+
+    seeds = sorted({int(m.group(1)) for p in pairs if (m := re.search(r"(\d+)$", Path(p.image).parent.name))})
+    return [seeds[0], seeds[-1]] if seeds else []
 
 
 def copy_semantic_pipeline(src, dst) -> None:

@@ -39,9 +39,22 @@ def base_config_path() -> Path:
     return p
 
 
+# Cross-entropy class weights: sqrt(median frequency / frequency), capped at 4, from the simulator's
+# class fractions over 1,000 frames (docs/simulator.md); the same table as stage 1 of SQ-GAN
+# (configs/train/small_cpu_semantic.yaml). Unweighted, 2,500 CPU iterations left people, cars,
+# lights and signs at IoU 0.
+CLASS_WEIGHTS = (0.22, 0.44, 0.28, 0.79, 1.0, 1.33, 3.04, 4.0, 0.65, 0.92, 0.27, 1.66, 4.0, 0.64, 0.94, 2.51,
+                 1.23, 4.0, 4.0)
+FRAME_SIZE = (256, 512)  # (H, W) the vehicle runs the segmenter at
+
+
 def build_config(data_root: str | os.PathLike[str] | None = None, work_dir: str | os.PathLike[str] = "runs/segmenter",
                  iters: int = 8000, batch_size: int = 8, crop: tuple[int, int] = (256, 512), lr: float = 0.05,
-                 val_interval: int = 1000, workers: int = 0):
+                 val_interval: int = 1000, workers: int = 0, frame_size: tuple[int, int] = FRAME_SIZE,
+                 ratio_range: tuple[float, float] = (0.75, 1.5), class_weights: tuple[float, ...] | None = CLASS_WEIGHTS):
+    """mmseg's Fast-SCNN config for our frames. Training resizes whole frames to `ratio_range` x
+    `frame_size` (1x is what the vehicle runs at, so it lies inside the range; the old 0.25-1x range of
+    a 2x base trained mostly on shrunken objects), then takes `crop`."""
     ensure_mmseg()
     from mmengine import Config
 
@@ -51,12 +64,23 @@ def build_config(data_root: str | os.PathLike[str] | None = None, work_dir: str 
     cfg.model.decode_head.norm_cfg = bn
     for head in cfg.model.auxiliary_head:
         head.norm_cfg = bn
+    if class_weights is not None:
+        if len(class_weights) != 19:
+            raise SegmenterError(f"class_weights needs 19 entries, got {len(class_weights)}")
+        for head in [cfg.model.decode_head, *cfg.model.auxiliary_head]:
+            losses = head.loss_decode if isinstance(head.loss_decode, list) else [head.loss_decode]
+            for loss in losses:
+                if loss.get("type") == "CrossEntropyLoss":
+                    # mmseg's Fast-SCNN config uses per-class sigmoid BCE; softmax CE is the standard
+                    # multi-class loss and what the class weights are meant for.
+                    loss["use_sigmoid"] = False
+                    loss["class_weight"] = list(class_weights)
     cfg.model.data_preprocessor.size = crop
     cfg.data_preprocessor = cfg.model.data_preprocessor
     h, w = crop
     cfg.train_pipeline = [
         dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"),
-        dict(type="RandomResize", scale=(2 * w, 2 * h), ratio_range=(0.25, 1.0), keep_ratio=True),
+        dict(type="RandomResize", scale=(frame_size[1], frame_size[0]), ratio_range=tuple(ratio_range), keep_ratio=True),
         dict(type="RandomCrop", crop_size=crop, cat_max_ratio=0.75),
         dict(type="RandomFlip", prob=0.5), dict(type="PhotoMetricDistortion"), dict(type="PackSegInputs"),
     ]
@@ -74,7 +98,9 @@ def build_config(data_root: str | os.PathLike[str] | None = None, work_dir: str 
     cfg.train_dataloader.batch_size = batch_size
     cfg.optim_wrapper.optimizer.lr = lr
     cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=iters, val_interval=val_interval)
-    cfg.param_scheduler = [dict(type="PolyLR", eta_min=1e-4, power=0.9, begin=0, end=iters, by_epoch=False)]
+    # The learning rate follows PolyLR (power 0.9 to 1e-4) over the run's progress, set by DeadlineHook
+    # so that a run on a clock decays to its deadline rather than to an iteration count it never reaches.
+    cfg.param_scheduler = None
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=val_interval, max_keep_ckpts=2)
     cfg.default_hooks.logger = dict(type="LoggerHook", interval=50, log_metric_by_epoch=False)
     cfg.default_hooks.visualization = dict(type="SegVisualizationHook", draw=False)
@@ -144,26 +170,109 @@ class Segmenter:
         return labels
 
 
+class DeadlineHook:
+    """mmengine hook: PolyLR over max(iterations done / iters, time used / budget), a stop at the
+    deadline, and the best model by validation mIoU exported (atomically) after every validation, so
+    that a run killed at any moment leaves a usable segmenter file."""
+
+    priority = "VERY_HIGH"
+
+    def __init__(self, out: Path, iters: int, max_seconds: float | None, base_lr: float, cfg, meta: dict[str, Any],
+                 eta_min: float = 1e-4, power: float = 0.9) -> None:
+        self.out, self.iters, self.max_seconds = Path(out), iters, max_seconds
+        self.base_lr, self.eta_min, self.power, self.cfg, self.meta = base_lr, eta_min, power, cfg, meta
+        self.t0 = 0.0
+        self.best = -1.0
+        self.best_iter = 0
+        self.timed_out = False
+
+    def progress(self, it: int) -> float:
+        import time
+
+        p = it / max(self.iters, 1)
+        if self.max_seconds:
+            p = max(p, (time.perf_counter() - self.t0) / self.max_seconds)
+        return min(p, 1.0)
+
+    # mmengine calls hooks by method name; the unused ones are inherited from Hook in _as_mmengine_hook.
+    def before_train(self, runner) -> None:
+        import time
+
+        self.t0 = time.perf_counter()
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        lr = (self.base_lr - self.eta_min) * (1 - self.progress(runner.iter)) ** self.power + self.eta_min
+        for group in runner.optim_wrapper.optimizer.param_groups:
+            group["lr"] = lr
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        import time
+
+        if self.max_seconds and time.perf_counter() - self.t0 >= self.max_seconds:
+            self.timed_out = True
+            runner.train_loop.stop_training = True
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        miou = float((metrics or {}).get("mIoU", float("nan"))) / 100.0
+        if miou == miou and miou > self.best:
+            self.best, self.best_iter = miou, runner.iter
+            model = runner.model.module if hasattr(runner.model, "module") else runner.model
+            save_segmenter(self.out, model, self.cfg, {**self.meta, "iters_done": runner.iter, "val_mIoU": miou})
+
+
+def _as_mmengine_hook(obj: DeadlineHook):
+    from mmengine.hooks import Hook
+
+    class _Hook(DeadlineHook, Hook):  # type: ignore[misc]
+        pass
+
+    obj.__class__ = _Hook
+    return obj
+
+
 def train_segmenter(data_root: str | os.PathLike[str], work_dir: str | os.PathLike[str], out: str | os.PathLike[str],
                     iters: int, batch_size: int = 8, val_interval: int = 1000, resume: bool = False,
-                    crop: tuple[int, int] = (256, 512), workers: int = 0) -> dict[str, Any]:
-    """Train with mmengine's Runner, then export a weights-only checkpoint to `out`."""
+                    crop: tuple[int, int] = (256, 512), workers: int = 0, init: str | os.PathLike[str] | None = None,
+                    max_minutes: float | None = None, lr: float = 0.05) -> dict[str, Any]:
+    """Train with mmengine's Runner; `out` always holds the best model by validation mIoU so far.
+
+    `init`: start from a segmenter checkpoint (e.g. the shipped one) instead of random weights;
+    `max_minutes`: stop on a clock, with the learning rate decayed to that deadline; `resume`: continue
+    the work dir's last mmengine checkpoint."""
     ensure_mmseg()
     from mmengine.runner import Runner
 
-    cfg = build_config(data_root, work_dir, iters=iters, batch_size=batch_size, crop=crop,
+    cfg = build_config(data_root, work_dir, iters=iters, batch_size=batch_size, crop=crop, lr=lr,
                        val_interval=min(val_interval, iters), workers=workers)
     cfg.resume = resume
+    meta = {"iters": iters, "data": str(data_root), "batch_size": batch_size, "crop": list(crop),
+            "init": str(init) if init else None, "max_minutes": max_minutes,
+            "class_weights": "sqrt median frequency", "ratio_range": [0.75, 1.5]}
+    hook = _as_mmengine_hook(DeadlineHook(Path(out), iters, max_minutes * 60 if max_minutes else None, lr, cfg, meta))
+    if Path(out).is_file() and resume:  # keep the best of the earlier part of this run
+        try:
+            prev = torch.load(out, map_location="cpu", weights_only=True)
+            hook.best = float((prev.get("metadata") or {}).get("val_mIoU") or -1.0)
+        except Exception:  # noqa: BLE001 - an unreadable earlier export is simply replaced
+            pass
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runner = Runner.from_cfg(cfg)
+        if init and not resume:
+            try:
+                blob = torch.load(init, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001
+                raise SegmenterError(f"{init}: not a readable segmenter checkpoint ({exc})") from None
+            if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+                raise SegmenterError(f"{init}: not an sqgan segmenter checkpoint")
+            model = runner.model.module if hasattr(runner.model, "module") else runner.model
+            try:
+                model.load_state_dict(blob["state_dict"])
+            except RuntimeError as exc:
+                raise SegmenterError(f"{init}: weights do not fit Fast-SCNN: {exc}") from None
+        runner.register_hook(hook)
         runner.train()
-        if iters % cfg.train_cfg["val_interval"] == 0:  # the loop just validated: reuse its figures
-            metrics = {"mIoU": runner.message_hub.get_scalar("val/mIoU").current()}
-        else:
-            metrics = runner.val_loop.run()
-    model = runner.model.module if hasattr(runner.model, "module") else runner.model
-    meta = {"iters": iters, "data": str(data_root), "batch_size": batch_size, "crop": list(crop),
-            "val_mIoU": float(metrics.get("mIoU", float("nan"))) / 100.0 if metrics else None}
-    save_segmenter(out, model, cfg, meta)
-    return meta
+        if runner.iter != hook.best_iter:  # the end was not validated yet (deadline or odd interval)
+            hook.after_val_epoch(runner, runner.val_loop.run())
+    return {**meta, "iters_done": runner.iter, "val_mIoU": hook.best, "best_iter": hook.best_iter,
+            "timed_out": hook.timed_out}

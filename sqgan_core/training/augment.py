@@ -122,7 +122,14 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, rng: np.random.Gen
     return colour_jitter(images, rng, cfg), labels
 
 
-def sample_keep_fraction(rng: np.random.Generator, mu: float = -1.15, sigma: float = 0.4) -> float:
-    """Per-step masking fraction: log-normal clipped to [0.05, 1], mean ~0.35 (the paper's 5%..100%,
-    mean near 35%). Continuous, so the model sees every rate it will be asked for."""
-    return float(np.clip(rng.lognormal(mu, sigma), 0.05, 1.0))
+KEEP_GRID = (0.2, 0.5, 1.0)  # the rates `sqgan eval` reports and the nodes run by default
+
+
+def sample_keep_fraction(rng: np.random.Generator, grid: tuple[float, ...] = KEEP_GRID, grid_prob: float = 0.5,
+                         low: float = 0.05, high: float = 1.0) -> float:
+    """Per-step keep fraction m: with probability `grid_prob` one of the grid points users run at,
+    otherwise uniform on [low, high], so every rate in between is still seen. The paper's log-normal
+    (mean ~0.35) put only ~13% of the steps at m >= 0.5, the rate everything is judged at."""
+    if grid and rng.random() < grid_prob:
+        return float(grid[int(rng.integers(len(grid)))])
+    return float(rng.uniform(low, high))

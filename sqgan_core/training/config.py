@@ -26,14 +26,21 @@ class TrainConfig:
     lambda_perceptual: float = 0.15
     lambda_gradient: float = 1.0  # substitute perceptual terms when LPIPS weights are absent
     lambda_feature_matching: float = 1.0
-    keep_mu: float = -1.15  # log-normal masking fractions: mean ~0.35, clipped to [0.05, 1]
-    keep_sigma: float = 0.4
+    warmup_steps: int = 100  # linear learning-rate warm-up, then cosine decay to the run's end
+    lr_min_ratio: float = 0.05  # the learning rate at the run's end (its deadline or last step), times lr
+    keep_grid: tuple[float, ...] = (0.2, 0.5, 1.0)  # keep fractions: the grid users run at, with mass keep_grid_prob,
+    keep_grid_prob: float = 0.5  # else uniform on keep_range (see augment.sample_keep_fraction)
+    keep_range: tuple[float, float] = (0.05, 1.0)
+    image_weight_floor: float = 0.15  # every class gets at least this l2 weight (the paper's 0 left sky unsupervised)
+    joint_true_map_prob: float = 0.25  # joint stage: share of steps G_x sees the true map instead of s_hat
     semantic_weights: dict[str, float] = field(default_factory=lambda: dict(SEMANTIC_WEIGHTS))
     image_weights: dict[str, float] = field(default_factory=lambda: dict(IMAGE_WEIGHTS))
     augment: bool = True
     max_paste: int = 25
     val_every: int = 500
-    val_frames: int = 16
+    val_frames: int = 64  # spread over every scenario (city) of the validation split
+    val_seconds: float = 0.0  # also validate (and keep the best) at least this often; 0 = by steps only
+    prior_frames: int = 64  # training frames, spread over scenarios, the best checkpoint's priors are fitted on
     ckpt_every: int = 250
     workers: int = 0
     seed: int = 0
@@ -54,7 +61,12 @@ def parse_train_config(data: Any, source: str = "<memory>") -> TrainConfig:
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(names)}")
     values = dict(data)
-    for key in ("crop", "betas"):
+    if "keep_grid" in values:
+        v = values["keep_grid"]
+        if not isinstance(v, (list, tuple)) or not all(isinstance(g, (int, float)) for g in v):
+            raise ConfigError(f"{source}.keep_grid: expected a list of numbers, got {v!r}")
+        values["keep_grid"] = tuple(float(g) for g in v)
+    for key in ("crop", "betas", "keep_range"):
         if key in values:
             v = values[key]
             if not isinstance(v, (list, tuple)) or len(v) != 2:
@@ -68,7 +80,16 @@ def parse_train_config(data: Any, source: str = "<memory>") -> TrainConfig:
         (cfg.lr > 0 and cfg.disc_lr > 0, "lr", "learning rates must be > 0"),
         (cfg.disc_width >= 1, "disc_width", "must be >= 1"),
         (cfg.val_every >= 1 and cfg.ckpt_every >= 1, "val_every", "intervals must be >= 1"),
-        (cfg.keep_sigma > 0, "keep_sigma", "must be > 0"),
+        (all(0 < g <= 1 for g in cfg.keep_grid), "keep_grid", "keep fractions must be in (0, 1]"),
+        (0 <= cfg.keep_grid_prob <= 1, "keep_grid_prob", "must be in [0, 1]"),
+        (0 < cfg.keep_range[0] <= cfg.keep_range[1] <= 1, "keep_range", "must satisfy 0 < low <= high <= 1"),
+        (cfg.warmup_steps >= 0, "warmup_steps", "must be >= 0"),
+        (0 <= cfg.lr_min_ratio <= 1, "lr_min_ratio", "must be in [0, 1]"),
+        (0 <= cfg.image_weight_floor <= 1, "image_weight_floor", "must be in [0, 1]"),
+        (0 <= cfg.joint_true_map_prob <= 1, "joint_true_map_prob", "must be in [0, 1]"),
+        (cfg.val_frames >= 1, "val_frames", "must be >= 1"),
+        (cfg.val_seconds >= 0, "val_seconds", "must be >= 0"),
+        (cfg.prior_frames >= 1, "prior_frames", "must be >= 1"),
         (0 <= cfg.max_paste <= 100, "max_paste", "must be 0..100"),
     ]
     for ok, name, msg in checks:

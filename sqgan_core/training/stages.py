@@ -44,8 +44,12 @@ class ImageStage(nn.Module):
         idx = stage(seg, m_s)["logits"].argmax(1)
         return channel_one_hot(idx, seg.dtype).contiguous()
 
-    def forward(self, x: torch.Tensor, seg: torch.Tensor, m_x: float, m_s: float) -> dict[str, torch.Tensor]:
-        cond = self.semantic_condition(seg, m_s) if self.finetune else seg
+    def forward(self, x: torch.Tensor, seg: torch.Tensor, m_x: float, m_s: float,
+                cond: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """`cond`: the map D_x is conditioned on; by default the true map (stage 2) or the frozen
+        G_s's s_hat (stage 3)."""
+        if cond is None:
+            cond = self.semantic_condition(seg, m_s) if self.finetune else seg
         out = self.mq.select(self.encoder(self.input_net(x) + self.sempe(seg)), seg, m_x)
         x_hat = self.decoder(self.mq.adm(out.grid, out.keep), cond)
         return {"x_hat": x_hat, "commit": out.quant.commit_loss, "perplexity": out.quant.perplexity,
@@ -54,3 +58,29 @@ class ImageStage(nn.Module):
     @property
     def last_layer(self) -> torch.Tensor:
         return self.decoder.conv_out.weight
+
+
+class JointStage(nn.Module):
+    """G_s and G_x in one loop from one batch: G_s learns s_hat by cross-entropy while G_x learns to
+    decode conditioned on that s_hat (detached, so the image loss never pulls G_s away from the labels)
+    or, on a share of the steps, on the true map. One data load and one G_s forward serve both, and
+    G_x always trains on the s_hat the current G_s produces, which separate stages 2 and 3 only reach
+    at the end."""
+
+    def __init__(self, model: SQGAN) -> None:
+        super().__init__()
+        self.semantic = SemanticStage(model)
+        self.image = ImageStage(model, finetune=False)
+
+    def forward(self, x: torch.Tensor, seg: torch.Tensor, m_x: float, m_s: float,
+                true_map: bool = False) -> dict[str, torch.Tensor]:
+        sem = self.semantic(seg, m_s)
+        cond = seg if true_map else channel_one_hot(sem["logits"].detach().argmax(1), seg.dtype).contiguous()
+        img = self.image(x, seg, m_x, m_s, cond=cond)
+        return {"logits": sem["logits"], "x_hat": img["x_hat"], "cond": cond,
+                "commit": sem["commit"] + img["commit"], "perplexity": img["perplexity"],
+                "perplexity_s": sem["perplexity"]}
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        return self.image.last_layer

@@ -215,11 +215,15 @@ def test_geometric_and_colour_keep_valid_ranges():
     assert x3.min() >= -1 and x3.max() <= 1
 
 
-def test_keep_fractions_span_5_to_100_percent_with_mean_near_35():
+def test_keep_fractions_cover_5_to_100_percent_with_mass_at_the_evaluated_rates():
     rng = np.random.default_rng(0)
     m = np.array([sample_keep_fraction(rng) for _ in range(20000)])
     assert m.min() >= 0.05 and m.max() <= 1.0
-    assert 0.32 <= m.mean() <= 0.38
+    for point in (0.2, 0.5, 1.0):  # each grid point gets about a sixth of the steps
+        assert 0.14 <= np.mean(m == point) <= 0.19
+    assert np.mean(m >= 0.5) >= 0.45  # the old log-normal gave ~13%
+    between = m[~np.isin(m, (0.2, 0.5, 1.0))]
+    assert between.min() < 0.1 and between.max() > 0.9
 
 
 def test_losses_follow_the_class_weights():

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Improve the shipped weights on the CPU within MINUTES, in the background if you like.
+#
+#   tools/train_cpu.sh MINUTES [RUNS]   (env: FIRST_SEED, N_SEEDS, FRAMES, STRIDE, SQGAN)
+#
+# 1. Renders N_SEEDS simulator seeds no earlier run used (the next after the highest seed in the
+#    shipped checkpoint's metadata and in runs/seeds_used.txt) plus the validation seeds, two at a time.
+# 2. Two lanes, one thread each, for the rest of the budget, both warm-started from the shipped files:
+#    lane A `sqgan train joint` (G_s and G_x together, configs/train/small_cpu_joint.yaml),
+#    lane B `sqgan train segmenter` (Fast-SCNN, class-weighted CE).
+#    Each decays its learning rate to the deadline and keeps its best by validation:
+#    RUNS/joint/best.pt (with index priors) and RUNS/segmenter_fastscnn.pt, written atomically, so
+#    killing the script at any moment leaves usable files.
+# 3. Nothing is shipped here: compare with `sqgan eval --model RUNS/joint/best.pt --baseline shipped`
+#    and copy into sqgan_core/weights/ only what beats the shipped weights (docs/training.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MIN=${1:?usage: tools/train_cpu.sh MINUTES [RUNS]}
+RUNS=${2:-runs/cpu_$(date +%Y%m%d_%H%M)}
+SQGAN=${SQGAN:-.venv/bin/sqgan}
+PY=${PY:-.venv/bin/python}
+N_SEEDS=${N_SEEDS:-40}
+export FRAMES=${FRAMES:-24} STRIDE=${STRIDE:-8}
+log() { echo "[$(date +%T)] $*"; }
+t0=$(date +%s)
+mkdir -p "$RUNS" runs
+touch runs/seeds_used.txt
+
+if [ -z "${FIRST_SEED:-}" ]; then
+  FIRST_SEED=$("$PY" - <<'PY'
+import re
+from pathlib import Path
+from sqgan_core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+used = [16]  # the first shipped weights were trained on seeds 1-16
+try:
+    used += list(load_checkpoint(DEFAULT_CHECKPOINT)[1].get("train_seeds") or [])
+except Exception:
+    pass
+used += [int(n) for n in re.findall(r"\d+", Path("runs/seeds_used.txt").read_text())]
+print(max(used) + 1)
+PY
+)
+fi
+LAST=$((FIRST_SEED + N_SEEDS - 1))
+DATA=data/seeds_${FIRST_SEED}_${LAST}
+echo "$FIRST_SEED $LAST $(date -u +%FT%TZ)" >> runs/seeds_used.txt
+log "rendering training seeds $FIRST_SEED-$LAST ($FRAMES frames, stride $STRIDE) and validation seeds into $DATA"
+JOBS=2 bash tools/make_training_data.sh "$DATA" "$FIRST_SEED" "$N_SEEDS" > "$RUNS/data.log" 2>&1
+tail -1 "$RUNS/data.log"
+
+left=$(( MIN * 60 - ($(date +%s) - t0) - 120 ))  # keep 2 minutes for the final validations and exports
+[ "$left" -gt 60 ] || { echo "budget of $MIN min is used up by rendering" >&2; exit 1; }
+lane_min=$(awk "BEGIN {printf \"%.1f\", $left / 60}")
+log "training for $lane_min min per lane in $RUNS"
+"$SQGAN" train joint --data "$DATA" --out "$RUNS/joint" --init shipped --device cpu --threads 1 \
+  --train-config configs/train/small_cpu_joint.yaml --max-minutes "$lane_min" > "$RUNS/joint.log" 2>&1 &
+a=$!
+OMP_NUM_THREADS=1 "$SQGAN" train segmenter --data "$DATA" --work-dir "$RUNS/segmenter" --init shipped \
+  --output "$RUNS/segmenter_fastscnn.pt" --iters 100000 --batch-size 8 --crop 128 256 --lr 0.02 \
+  --val-interval 250 --max-minutes "$lane_min" > "$RUNS/segmenter.log" 2>&1 &
+b=$!
+sa=0; sb=0
+wait $a || sa=$?
+wait $b || sb=$?
+log "joint: exit $sa, $(tail -1 "$RUNS/joint.log" | cut -c1-300)"
+log "segmenter: exit $sb, $(tail -1 "$RUNS/segmenter.log" | cut -c1-300)"
+[ $sa -eq 0 ] && [ $sb -eq 0 ]
