@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,9 +33,13 @@ def paths_for(out: Path, split: str, city: str, stem: str) -> tuple[Path, Path, 
 
 
 def _write(path: Path, image: np.ndarray) -> None:
-    ok = cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    """Write, then rename: an export killed midway (a GPU lease's deadline) leaves no truncated PNG,
+    and the temporary name does not match the `*_leftImg8bit.png` pattern loaders look for."""
+    tmp = path.with_name(path.name + ".tmp.png")
+    ok = cv2.imwrite(str(tmp), image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise OSError(f"could not write {path}")
+    os.replace(tmp, path)
 
 
 def export_frames(frames: Iterable[SimFrame], out: Path, split: str = "train", city: str = "simtown", seq: int = 0,

@@ -26,21 +26,7 @@ t0=$(date +%s)
 mkdir -p "$RUNS" runs
 touch runs/seeds_used.txt
 
-if [ -z "${FIRST_SEED:-}" ]; then
-  FIRST_SEED=$("$PY" - <<'PY'
-import re
-from pathlib import Path
-from sqgan_core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-used = [16]  # the first shipped weights were trained on seeds 1-16
-try:
-    used += list(load_checkpoint(DEFAULT_CHECKPOINT)[1].get("train_seeds") or [])
-except Exception:
-    pass
-used += [int(n) for n in re.findall(r"\d+", Path("runs/seeds_used.txt").read_text())]
-print(max(used) + 1)
-PY
-)
-fi
+FIRST_SEED=${FIRST_SEED:-$(bash tools/next_seed.sh "$PY")}
 LAST=$((FIRST_SEED + N_SEEDS - 1))
 DATA=data/seeds_${FIRST_SEED}_${LAST}
 echo "$FIRST_SEED $LAST $(date -u +%FT%TZ)" >> runs/seeds_used.txt

@@ -1,13 +1,17 @@
 """`sqgan eval`: rate/quality of the codec against JPEG 2000 on held-out frames.
 
 Frames come from a Cityscapes-layout directory (`--data`) or are rendered on the fly by a frame
-source plugin (entry-point group `sqgan.frame_sources`; the simulator registers `embedded`) from a
-seed that training never used (`--seed 9001`).
+source plugin (entry-point group `sqgan.frame_sources`; the simulator registers `embedded`) from
+seeds that training never used: by default from every scenario in configs/scenarios/, scenario k
+(sorted by name) from `--seed + k` (9001, 9002, ...), so one weather or town cannot flatter a model.
+`--baseline` measures a second checkpoint on the same frames and says whether the candidate is
+better by the rule for replacing the shipped weights.
 """
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -17,23 +21,41 @@ from sqgan_core.cli import CommandError
 from sqgan_core.cli.codec_demo import _rates
 from sqgan_core.cli.model_options import add_model_options, codec_from_args
 
+ALL_SCENARIOS = "all"
+SHIPPED = "shipped"
+Frames = list[tuple[np.ndarray, np.ndarray]]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="rate/quality against JPEG 2000 on held-out frames (JSON)",
                        description="Evaluate the codec on held-out frames over a grid of (m_x, m_s): bpp, bound, "
-                                   "mIoU of s_hat, segmenter mIoU on reconstruction and original, PSNR, MS-SSIM, "
-                                   "and JPEG 2000 at the same rate and at 3x.")
+                                   "mIoU of s_hat, segmenter mIoU on reconstruction and original, IoU of the "
+                                   "safety classes (person, rider, car, traffic light, traffic sign), PSNR, "
+                                   "MS-SSIM, JPEG 2000 at the same rate and at 3x, and the acceptance checks at "
+                                   "(0.5, 0.5); with --baseline, a second checkpoint on the same frames and "
+                                   "whether the candidate (--model) is better.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", type=Path, help="Cityscapes-layout root")
-    src.add_argument("--seed", type=int, default=9001, help="simulator seed for rendered frames (default 9001; "
-                                                            "training uses seeds 1-500, validation 501-502)")
-    p.add_argument("--split", default=None)
-    p.add_argument("--scenario", default="default", help="simulator scenario for --seed")
-    p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--stride", type=int, default=5, help="keep every n-th rendered frame (default 5: 4 Hz)")
-    p.add_argument("--grid", type=_rates, default=None, help="(m_x, m_s) pairs; default the 3x3 grid of 0.2/0.5/1")
+    src.add_argument("--data", type=Path, help="Cityscapes-layout root (default: frames rendered by the simulator)")
+    src.add_argument("--seed", type=int, default=9001,
+                     help="first simulator seed (default 9001): with --scenario all, scenario k in name order is "
+                          "rendered from seed + k (9001, 9002, ...); evaluation seeds are 9001 and up, training "
+                          "uses 1-500, validation 501-999")
+    p.add_argument("--split", default=None, help="split of --data (default: all)")
+    add_scenario_option(p)
+    p.add_argument("--frames", type=int, default=100,
+                   help="frames in all (default 100), split evenly over the scenarios with --scenario all")
+    p.add_argument("--stride", type=int, default=5,
+                   help="simulator ticks from one kept frame to the next (default 5: 4 Hz); the ticks between "
+                        "are advanced without rendering")
+    p.add_argument("--grid", type=_rates, default=None, help="(m_x, m_s) pairs, e.g. '0.2,0.2;0.5,0.5'; default "
+                                                             "the 3x3 grid of 0.2/0.5/1")
+    p.add_argument("--baseline", metavar="PATH|shipped",
+                   help="also evaluate this checkpoint (or `shipped`: sqgan_core/weights/sqgan_small.pt) on the "
+                        "same frames, without JPEG 2000, and add `baseline` and `comparison` to the JSON: "
+                        "`better` is true only when the candidate (--model) beats it on both mIoU(s_hat) and "
+                        "PSNR at (0.5, 0.5), which is added to --grid when missing")
     p.add_argument("--segmenter", type=Path, help="segmenter checkpoint (default: the shipped one, if any)")
-    p.add_argument("--no-jpeg2000", action="store_true")
+    p.add_argument("--no-jpeg2000", action="store_true", help="skip the JPEG 2000 references (faster)")
     p.add_argument("--json", action="store_true", help="one-line JSON (default: indented)")
     p.add_argument("-o", "--output", type=Path, help="also write the JSON here")
     p.add_argument("--plot", type=Path, help="also draw rate/quality curves (PNG): PSNR, MS-SSIM and mIoU "
@@ -42,10 +64,71 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+def add_scenario_option(p: argparse.ArgumentParser) -> None:
+    """--scenario, shared with `sqgan bench segmenter` so both measure on the same held-out frames."""
+    p.add_argument("--scenario", default=ALL_SCENARIOS,
+                   help="simulator scenario for rendered frames: `all` (default) splits --frames evenly over "
+                        "every scenario in configs/scenarios/, or one name (e.g. rainy_night) or YAML path, "
+                        "rendered from --seed")
+
+
+@dataclass(frozen=True)
+class ScenarioShare:
+    """The part of the held-out frames one scenario renders."""
+
+    scenario: str
+    seed: int
+    frames: int
+    path: Path
+
+
+def scenario_files() -> dict[str, Path]:
+    """name -> YAML of every simulator scenario: configs/scenarios/*.yaml in the first config directory
+    that has any (the source tree, else the installed share dir). Read from the files rather than from
+    `sim`, which sqgan_core must never import."""
+    from sqgan_core.config import config_dirs
+
+    for d in config_dirs():
+        found = sorted((d / "scenarios").glob("*.yaml"))
+        if found:
+            return {f.stem: f for f in found}
+    return {}
+
+
+def scenario_plan(scenario: str, seed: int, n: int) -> list[ScenarioShare]:
+    """Which scenario renders how many of the n frames from which seed. `all`: n split evenly over every
+    scenario sorted by name (the first n % k get one more; none with no frame), scenario k from seed + k,
+    so no two scenarios share a drive and the seeds stay in the evaluation range. One scenario name or
+    YAML path: all n from `seed`."""
+    files = scenario_files()
+    if scenario != ALL_SCENARIOS:
+        path = files.get(scenario) or Path(scenario)
+        if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+            raise CommandError(f"unknown scenario {scenario!r}: use {ALL_SCENARIOS}, one of "
+                               f"{', '.join(files) or '(none found)'}, or a scenario YAML path")
+        return [ScenarioShare(path.stem, seed, n, path)]
+    if not files:
+        raise CommandError("no scenario YAML found in configs/scenarios/ (source tree or installed share dir): "
+                           "pass --scenario PATH.yaml or --data DIR")
+    k = len(files)
+    shares = [ScenarioShare(name, seed + i, n // k + int(i < n % k), path)
+              for i, (name, path) in enumerate(files.items())]
+    return [s for s in shares if s.frames > 0]
+
+
+def describe_plan(plan: list[ScenarioShare], stride: int) -> str:
+    """The JSON's `source` for rendered frames: which scenarios, from which seeds, how many, how spaced."""
+    parts = ", ".join(f"{s.scenario} (seed {s.seed}, {s.frames} frames)" for s in plan)
+    return (f"simulator scenario{'s' if len(plan) > 1 else ''} {parts}; "
+            f"stride {stride} (one frame kept every {stride} ticks)")
+
+
 def held_out_frames(data: Path | None, split: str | None, seed: int, scenario: str, n: int,
-                    stride: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
-    """(frames, source description): the first n pairs of a Cityscapes-layout `data` root, or every
-    stride-th frame rendered by the simulator plugin from `seed`."""
+                    stride: int) -> tuple[Frames, str]:
+    """(frames, source description): the first n pairs of a Cityscapes-layout `data` root, or n frames
+    rendered by the simulator plugin as scenario_plan() splits them, every stride-th tick."""
+    if n < 1:
+        raise CommandError(f"--frames must be at least 1, got {n}")
     if data:
         from sqgan_core.data import CityscapesPairs, DatasetError
 
@@ -53,44 +136,84 @@ def held_out_frames(data: Path | None, split: str | None, seed: int, scenario: s
             return [p.load() for p in CityscapesPairs(data, split).pairs[:n]], str(data)
         except DatasetError as exc:
             raise CommandError(str(exc)) from None
-    stride = max(stride, 1)
-    return _rendered(seed, scenario, n, stride), f"simulator scenario {scenario} seed {seed} (every {stride}th frame)"
+    if stride < 1:
+        raise CommandError(f"--stride must be at least 1, got {stride}")
+    plan = scenario_plan(scenario, seed, n)
+    frames = [f for share in plan for f in _rendered(share.seed, str(share.path), share.frames, stride)]
+    return frames, describe_plan(plan, stride)
 
 
-def _rendered(seed: int, scenario: str, n: int, stride: int):
+def _rendered(seed: int, scenario: str, n: int, stride: int) -> Frames:
+    """n frames of `scenario` (a name or YAML path) from `seed`, stride ticks apart, the ticks between
+    advanced without rendering where the source can (as `sim export --stride` does)."""
     sources = {ep.name: ep for ep in entry_points(group="sqgan.frame_sources")}
     if "embedded" not in sources:
         raise CommandError("no simulator frame source is installed (entry point sqgan.frame_sources:embedded); "
                            "pass --data DIR instead")
     make_source = sources["embedded"].load()
-    frames = []
-    with make_source(scenario, seed=seed) as src:
-        i = 0
+    try:
+        source = make_source(scenario, seed=seed)
+    except ValueError as exc:  # the simulator's ScenarioError: a bad YAML or seed, named by field
+        raise CommandError(f"scenario {scenario}: {exc}") from None
+    frames: Frames = []
+    with source as src:
+        skip = getattr(src, "skip", src.step)
         while len(frames) < n:
+            if frames:
+                for _ in range(stride - 1):
+                    skip()
             f = src.step()
-            if i % stride == 0:
-                frames.append((f.rgb, f.labels))
-            i += 1
+            frames.append((f.rgb, f.labels))
     return frames
 
 
-def _run(args: argparse.Namespace) -> int:
-    from sqgan_core.evaluation import PAPER_GRID, evaluate
+def baseline_codec(spec: str, device: str):
+    """The codec of `--baseline`: `shipped` (the shipped checkpoint) or a checkpoint path."""
+    from sqgan_core.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+    from sqgan_core.codec import Codec
 
-    frames, source = held_out_frames(args.data, args.split, args.seed, args.scenario, args.frames, args.stride)
-    codec = codec_from_args(args)
-    segmenter, note = None, ""
+    path = DEFAULT_CHECKPOINT if spec == SHIPPED else Path(spec)
+    try:
+        return Codec.from_checkpoint(path, device=device)
+    except CheckpointError as exc:
+        raise CommandError(f"--baseline: {exc}") from None
+
+
+def load_segmenter(path: Path | None):
+    """(segmenter, "") or (None, why not): segmenter figures are reported null with the reason, never
+    guessed, when mmsegmentation or the weights are missing."""
     try:
         from sqgan_core.segmentation.segmenter import Segmenter, SegmenterError
-
-        try:
-            segmenter = Segmenter.load(args.segmenter)
-        except SegmenterError as exc:
-            note = str(exc)
     except ImportError as exc:
-        note = f"mmsegmentation unavailable: {exc}"
-    result = evaluate(codec, frames, args.grid or PAPER_GRID, segmenter, note, not args.no_jpeg2000)
+        return None, f"mmsegmentation unavailable: {exc}"
+    try:
+        return Segmenter.load(path), ""
+    except SegmenterError as exc:
+        return None, str(exc)
+    except ImportError as exc:
+        return None, f"mmsegmentation unavailable: {exc}"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sqgan_core.evaluation import OPERATING_POINT, PAPER_GRID, compare, evaluate
+
+    grid = list(args.grid or PAPER_GRID)
+    codec = codec_from_args(args)  # both models load before the frames are rendered: a bad path fails fast
+    baseline = baseline_codec(args.baseline, args.device) if args.baseline else None
+    if baseline is not None and OPERATING_POINT not in grid:
+        grid.append(OPERATING_POINT)  # the comparison needs it; the extra row costs one grid point
+    frames, source = held_out_frames(args.data, args.split, args.seed, args.scenario, args.frames, args.stride)
+    segmenter, note = load_segmenter(args.segmenter)
+    result = evaluate(codec, frames, grid, segmenter, note, not args.no_jpeg2000)
     result["source"] = source
+    if not args.data:
+        result["held_out"] = {"scenarios": [{k: v for k, v in asdict(s).items() if k != "path"}
+                                            for s in scenario_plan(args.scenario, args.seed, args.frames)],
+                              "stride": args.stride}
+    if baseline is not None:
+        base = evaluate(baseline, frames, grid, segmenter, note, with_jpeg2000=False)
+        result["baseline"] = {k: base[k] for k in ("model", "model_id", "untrained", "grid")}
+        result["comparison"] = compare(result["grid"], base["grid"], OPERATING_POINT)
     text = json.dumps(result) if args.json else json.dumps(result, indent=2)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ def register_training(stages: argparse._SubParsersAction) -> None:
     s.add_argument("--init", help="segmenter checkpoint to start from, or 'shipped' for the shipped weights")
     s.add_argument("--max-minutes", type=float, help="stop after this much training time; the learning rate "
                                                      "decays to this deadline")
+    s.add_argument("--val-seconds", type=float, help="also validate and export the best model at least this often")
     s.add_argument("--lr", type=float, default=0.05, help="base SGD learning rate (default 0.05; 0.01 to fine-tune)")
     s.set_defaults(func=_train)
 
@@ -79,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         meta = train_segmenter(args.data, args.work_dir, args.output, args.iters, args.batch_size, args.val_interval,
                                args.resume, tuple(args.crop), workers=args.workers, init=init,
-                               max_minutes=args.max_minutes, lr=args.lr)
+                               max_minutes=args.max_minutes, lr=args.lr, val_seconds=args.val_seconds)
     except SegmenterError as exc:
         raise CommandError(str(exc)) from None
     print(json.dumps({"model": str(args.output), **meta}))

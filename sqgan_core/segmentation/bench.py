@@ -2,8 +2,9 @@
 
 A vehicle without a semantic camera runs the segmenter on every frame before encoding, so its
 latency adds to the codec's. Latency is one `Segmenter.__call__` (mmseg's inference_model at native
-resolution, argmax included) per frame; mIoU is over simulator frames from an evaluation seed
-(9001 by default, never used in training), or over a Cityscapes-layout `--data` directory.
+resolution, argmax included) per frame; mIoU is over the same held-out frames as `sqgan eval`:
+simulator frames from evaluation seeds (never used in training), by default split over every
+scenario (scenario k from 9001 + k), or a Cityscapes-layout `--data` directory.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from sqgan_core.cli import CommandError
+from sqgan_core.cli.eval_command import add_scenario_option, held_out_frames
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, help="segmenter checkpoint (default: the shipped one)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", type=Path, help="Cityscapes-layout root (default: rendered simulator frames)")
-    src.add_argument("--seed", type=int, default=9001, help="simulator evaluation seed (default 9001)")
-    p.add_argument("--split", default=None)
-    p.add_argument("--frames", type=int, default=40, help="frames for latency and mIoU (default 40)")
+    src.add_argument("--seed", type=int, default=9001,
+                     help="first simulator evaluation seed (default 9001): with --scenario all, scenario k in "
+                          "name order is rendered from seed + k")
+    p.add_argument("--split", default=None, help="split of --data (default: all)")
+    add_scenario_option(p)
+    p.add_argument("--frames", type=int, default=40,
+                   help="frames for latency and mIoU in all (default 40), split evenly over the scenarios")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-cuda", action="store_true")
@@ -59,9 +65,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from sqgan_core.cli.eval_command import held_out_frames
-
-    frames, source = held_out_frames(args.data, args.split, args.seed, "default", args.frames, 5)
+    frames, source = held_out_frames(args.data, args.split, args.seed, args.scenario, args.frames, 5)
     if not frames:
         raise CommandError("no frames to measure")
     result: dict[str, object] = {"benchmark": "segmenter", "frames": len(frames), "source": source,

@@ -178,8 +178,9 @@ class DeadlineHook:
     priority = "VERY_HIGH"
 
     def __init__(self, out: Path, iters: int, max_seconds: float | None, base_lr: float, cfg, meta: dict[str, Any],
-                 eta_min: float = 1e-4, power: float = 0.9) -> None:
-        self.out, self.iters, self.max_seconds = Path(out), iters, max_seconds
+                 eta_min: float = 1e-4, power: float = 0.9, val_seconds: float | None = None) -> None:
+        self.out, self.iters, self.max_seconds, self.val_seconds = Path(out), iters, max_seconds, val_seconds
+        self.last_val = 0.0
         self.base_lr, self.eta_min, self.power, self.cfg, self.meta = base_lr, eta_min, power, cfg, meta
         self.t0 = 0.0
         self.best = -1.0
@@ -198,7 +199,7 @@ class DeadlineHook:
     def before_train(self, runner) -> None:
         import time
 
-        self.t0 = time.perf_counter()
+        self.t0 = self.last_val = time.perf_counter()
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         lr = (self.base_lr - self.eta_min) * (1 - self.progress(runner.iter)) ** self.power + self.eta_min
@@ -208,16 +209,30 @@ class DeadlineHook:
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         import time
 
-        if self.max_seconds and time.perf_counter() - self.t0 >= self.max_seconds:
+        now = time.perf_counter()
+        if self.max_seconds and now - self.t0 >= self.max_seconds:
             self.timed_out = True
             runner.train_loop.stop_training = True
+        elif self.val_seconds and now - self.last_val >= self.val_seconds and runner.val_loop is not None:
+            runner.val_loop.run()  # calls after_val_epoch, which exports the best so far
 
     def after_val_epoch(self, runner, metrics=None) -> None:
+        import json
+        import time
+
+        self.last_val = time.perf_counter()
         miou = float((metrics or {}).get("mIoU", float("nan"))) / 100.0
         if miou == miou and miou > self.best:
             self.best, self.best_iter = miou, runner.iter
             model = runner.model.module if hasattr(runner.model, "module") else runner.model
             save_segmenter(self.out, model, self.cfg, {**self.meta, "iters_done": runner.iter, "val_mIoU": miou})
+        figures = {"iters_done": runner.iter, "last_val_mIoU": miou if miou == miou else None,
+                   "best_val_mIoU": self.best if self.best >= 0 else None, "best_iter": self.best_iter,
+                   "seconds": round(self.last_val - self.t0, 1), "model": self.out.name}
+        side = self.out.with_suffix(".json")
+        tmp = side.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({**self.meta, **figures}, indent=2))
+        os.replace(tmp, side)
 
 
 def _as_mmengine_hook(obj: DeadlineHook):
@@ -233,12 +248,14 @@ def _as_mmengine_hook(obj: DeadlineHook):
 def train_segmenter(data_root: str | os.PathLike[str], work_dir: str | os.PathLike[str], out: str | os.PathLike[str],
                     iters: int, batch_size: int = 8, val_interval: int = 1000, resume: bool = False,
                     crop: tuple[int, int] = (256, 512), workers: int = 0, init: str | os.PathLike[str] | None = None,
-                    max_minutes: float | None = None, lr: float = 0.05) -> dict[str, Any]:
-    """Train with mmengine's Runner; `out` always holds the best model by validation mIoU so far.
+                    max_minutes: float | None = None, lr: float = 0.05, val_seconds: float | None = None
+                    ) -> dict[str, Any]:
+    """Train with mmengine's Runner; `out` always holds the best model by validation mIoU so far, and
+    `out` with the suffix .json its validation figures.
 
     `init`: start from a segmenter checkpoint (e.g. the shipped one) instead of random weights;
     `max_minutes`: stop on a clock, with the learning rate decayed to that deadline; `resume`: continue
-    the work dir's last mmengine checkpoint."""
+    the work dir's last mmengine checkpoint; `val_seconds`: also validate (and export) at least this often."""
     ensure_mmseg()
     from mmengine.runner import Runner
 
@@ -248,7 +265,8 @@ def train_segmenter(data_root: str | os.PathLike[str], work_dir: str | os.PathLi
     meta = {"iters": iters, "data": str(data_root), "batch_size": batch_size, "crop": list(crop),
             "init": str(init) if init else None, "max_minutes": max_minutes,
             "class_weights": "sqrt median frequency", "ratio_range": [0.75, 1.5]}
-    hook = _as_mmengine_hook(DeadlineHook(Path(out), iters, max_minutes * 60 if max_minutes else None, lr, cfg, meta))
+    hook = _as_mmengine_hook(DeadlineHook(Path(out), iters, max_minutes * 60 if max_minutes else None, lr, cfg, meta,
+                                          val_seconds=val_seconds))
     if Path(out).is_file() and resume:  # keep the best of the earlier part of this run
         try:
             prev = torch.load(out, map_location="cpu", weights_only=True)

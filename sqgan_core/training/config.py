@@ -43,6 +43,7 @@ class TrainConfig:
     prior_frames: int = 64  # training frames, spread over scenarios, the best checkpoint's priors are fitted on
     ckpt_every: int = 250
     workers: int = 0
+    data_on_device: bool = False  # decode every frame once onto the training device and augment there (GPU)
     seed: int = 0
     lpips_net: str = "alex"
     lpips_cache: str | None = None

@@ -36,7 +36,7 @@ from sqgan_core.models.sqgan import channel_one_hot
 from sqgan_core.training import losses as L
 from sqgan_core.training.augment import AugmentConfig, sample_keep_fraction
 from sqgan_core.training.config import TrainConfig
-from sqgan_core.training.data import BatchStream, to_tensors
+from sqgan_core.training.data import BatchStream, DeviceBatchStream, to_tensors
 from sqgan_core.training.discriminator import PatchDiscriminator, feature_matching
 from sqgan_core.training.perceptual import Perceptual, load_lpips
 from sqgan_core.training.stages import ImageStage, JointStage, SemanticStage
@@ -85,9 +85,13 @@ class Trainer:
         self.amp = self.device.type == "cuda"
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.rng = np.random.default_rng([cfg.seed, self.dist.rank, 1])
-        self.data = BatchStream(train, cfg.batch_size, tuple(cfg.crop), cfg.seed, self.dist.rank, self.dist.world,
-                                augment=AugmentConfig(max_paste=cfg.max_paste) if cfg.augment else None,
-                                workers=cfg.workers)
+        augment = AugmentConfig(max_paste=cfg.max_paste) if cfg.augment else None
+        if cfg.data_on_device:
+            self.data: BatchStream | DeviceBatchStream = DeviceBatchStream(
+                train, cfg.batch_size, tuple(cfg.crop), cfg.seed, self.device, self.dist.rank, self.dist.world, augment)
+        else:
+            self.data = BatchStream(train, cfg.batch_size, tuple(cfg.crop), cfg.seed, self.dist.rank, self.dist.world,
+                                    augment=augment, workers=cfg.workers)
 
         if stage == "semantic":
             self.module: nn.Module = SemanticStage(model)
@@ -187,14 +191,14 @@ class Trainer:
             return
         from sqgan_core.training.priors import apply_priors, count_code_usage
 
-        was_training = self.model.training
-        cx, cs = count_code_usage(self.model, self.prior_pairs, device=str(self.device), progress=False)
-        self.model.train(was_training)
-        # The priors are buffers of the model; the training copy keeps them too (they do not train).
-        stats = apply_priors(self.model, cx, cs)
+        import copy
+
+        model = copy.deepcopy(self.model).eval()  # the priors are fitted on a copy: training state stays as it is
+        cx, cs = count_code_usage(model, self.prior_pairs, device=str(self.device), progress=False)
+        stats = apply_priors(model, cx, cs)
         meta = {**self.checkpoint_metadata(), "best": figures, "priors": stats,
                 "priors_frames": len(self.prior_pairs)}
-        save_checkpoint(self.best_path, self.model, meta)
+        save_checkpoint(self.best_path, model, meta)
 
     def _write_json(self, name: str, data: dict[str, Any]) -> None:
         if not self.dist.main:

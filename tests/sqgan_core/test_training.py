@@ -122,7 +122,7 @@ def test_finetune_takes_the_semantic_pipeline_from_another_run(dataset, tmp_path
 
 
 def test_resume_takes_learning_rate_and_disc_width_from_the_yaml(dataset, tmp_path):
-    cfg = dict(TINY_TRAIN, disc_width=8)
+    cfg = dict(TINY_TRAIN, disc_width=8, warmup_steps=0, lr_min_ratio=1.0)  # a constant schedule
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(dict(cfg, lr=5e-5, steps=6)))
     base = ["train", "semantic", "--data", str(dataset), "--out", str(tmp_path / "run"), "--config",
@@ -261,3 +261,119 @@ def test_ddp_on_cpu_with_gloo_two_processes(dataset, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     _, meta = load_checkpoint(tmp_path / "ddp" / "model.pt")
     assert meta["world_size"] == 2 and meta["step"] == 4
+
+
+def _trainer(dataset, tmp_path, stage="joint", **cfg):
+    from sqgan_core.checkpoint import build_untrained
+    from sqgan_core.config import parse_config
+    from sqgan_core.data import CityscapesPairs
+    from sqgan_core.models import SQGAN
+    from sqgan_core.training.config import parse_train_config
+    from sqgan_core.training.trainer import Trainer
+
+    model = SQGAN(parse_config(TINY_MODEL))
+    train_cfg = parse_train_config({**TINY_TRAIN, **cfg})
+    return Trainer(stage, model, train_cfg, CityscapesPairs(dataset, "train").pairs,
+                   CityscapesPairs(dataset, "val").pairs, tmp_path / "run", progress=False)
+
+
+def test_joint_stage_keeps_the_best_checkpoint_by_validation_with_priors(dataset, tmp_path, monkeypatch):
+    tr = _trainer(dataset, tmp_path, steps=6, val_every=2, ckpt_every=2)
+    scores = iter([(0.30, 20.0), (0.25, 19.0), (0.31, 18.0)])  # step 2 best; step 6's mIoU gain < its dB loss
+
+    def fake_validate():
+        miou, db = next(scores)
+        return {"val_miou_shat_m0.5": miou, "val_psnr_m0.5": db}
+
+    monkeypatch.setattr(tr, "validate", fake_validate)
+    tr.run()
+    model, meta = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert meta["best"] == {"val_miou_shat_m0.5": 0.30, "val_psnr_m0.5": 20.0}
+    assert meta["best_step"] == 2 and meta["stage"] == "joint"
+    assert meta["priors"]["used_codes_x"] > 0
+    assert not torch.allclose(model.img_mq.index_prior, torch.full_like(model.img_mq.index_prior,
+                                                                          1 / model.img_mq.index_prior.numel()))
+    assert load_checkpoint(tmp_path / "run" / "model.pt")[1]["step"] == 6  # model.pt is the latest
+    val = json.loads((tmp_path / "run" / "val.json").read_text())
+    assert val["best"]["step"] == 2 and val["last"]["val_psnr_m0.5"] == 18.0
+    rows = list(csv.DictReader(open(tmp_path / "run" / "val.csv")))
+    assert [r["best"] for r in rows] == ["1", "0", "0"]
+
+
+def test_joint_stage_runs_from_the_command_line_and_records_its_seeds(dataset, tmp_path, capsys):
+    assert _train(dataset, "joint", tmp_path / "j") == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["stage"] == "joint" and out["best"].endswith("best.pt")
+    _, meta = load_checkpoint(tmp_path / "j" / "best.pt")
+    assert "val_miou_shat_m0.5" in meta["best"] and "val_psnr_m0.5" in meta["best"]
+    rows = list(csv.DictReader(open(tmp_path / "j" / "log.csv")))
+    assert {"ce", "rec", "lr", "true_map"} <= set(rows[0])
+    from sqgan_core.cli.train_commands import city_seeds
+    from sqgan_core.data.cityscapes import Pair
+
+    assert city_seeds([Pair("a", Path("x/default17/a.png"), Path("l")),
+                       Pair("b", Path("x/rainynight40/b.png"), Path("l"))]) == [17, 40]
+
+
+def test_learning_rate_warms_up_then_decays_to_the_deadline(dataset, tmp_path):
+    import time
+
+    tr = _trainer(dataset, tmp_path, steps=100, warmup_steps=10, lr_min_ratio=0.1)
+    tr._total, tr._deadline = 100, None
+    tr.step = 0
+    assert tr.lr_factor() == pytest.approx(0.1 * (1.0), rel=0.02)  # first warm-up step: 1/10 of the peak
+    tr.step = 9
+    assert tr.lr_factor() == pytest.approx(0.982, abs=0.005)  # warmed up, 9% into the cosine
+    tr.step = 50
+    assert tr.lr_factor() == pytest.approx(0.55, abs=0.01)  # half-way down the cosine
+    tr.step = 100
+    assert tr.lr_factor() == pytest.approx(0.1)
+    # On a clock the deadline, not the step count, ends the schedule.
+    tr.step, tr._deadline, tr._t0 = 20, 10.0, time.perf_counter() - 10.0
+    assert tr.lr_factor() == pytest.approx(0.1)
+    tr._t0 = time.perf_counter() - 5.0
+    assert tr.lr_factor() == pytest.approx(0.55, abs=0.02)
+
+
+def test_every_class_is_supervised_in_the_image_loss(dataset, tmp_path):
+    tr = _trainer(dataset, tmp_path, stage="image")
+    assert tr.img_table[:-1].min() >= 0.15 and tr.img_table[-1] == 0  # the paper's sky/vegetation 0 is floored
+    assert tr.img_table[class_id("traffic light")] == 1.0
+
+
+def test_validation_and_prior_samples_cover_every_city():
+    from sqgan_core.data.cityscapes import Pair
+    from sqgan_core.training.trainer import spread_over_cities
+
+    pairs = [Pair(f"{c}{i}", Path(f"leftImg8bit/val/{c}/{i}.png"), Path("l")) for c in ("a", "b", "c", "d")
+             for i in range(30)]
+    picked = spread_over_cities(pairs, 10)
+    assert len(picked) == 10 and {p.image.parent.name for p in picked} == {"a", "b", "c", "d"}
+    a = [int(p.image.stem) for p in spread_over_cities(pairs, 64) if p.image.parent.name == "a"]
+    assert a[0] == 0 and a[-1] == 29 and len(a) == 16  # spread over the whole clip, not its start
+    assert len(spread_over_cities(pairs, 500)) == 120
+
+
+def test_device_batch_stream_is_deterministic_and_resumable(dataset):
+    from sqgan_core.data import CityscapesPairs
+    from sqgan_core.training.data import DeviceBatchStream
+
+    pairs = CityscapesPairs(dataset, "train").pairs
+    a = DeviceBatchStream(pairs, 3, (32, 64), seed=1, device="cpu", augment=AugmentConfig())
+    batches = [next(a) for _ in range(3)]
+    x, y = batches[0]
+    assert x.shape == (3, 3, 32, 64) and y.shape == (3, 32, 64) and x.min() >= -1 and x.max() <= 1
+    assert set(torch.unique(y).tolist()) <= set(range(19)) | {VOID}
+    b = DeviceBatchStream(pairs, 3, (32, 64), seed=1, device="cpu", augment=AugmentConfig())
+    b.restore({"batches": 2})
+    assert torch.equal(next(b)[0], batches[2][0]) and not torch.equal(batches[0][0], batches[1][0])
+
+
+def test_training_yaml_rejects_bad_schedule_and_rates(tmp_path):
+    from sqgan_core.config import ConfigError
+    from sqgan_core.training.config import parse_train_config
+
+    for bad, field in (({"keep_grid": [0.5, 1.5]}, "keep_grid"), ({"keep_range": [0.6, 0.2]}, "keep_range"),
+                       ({"lr_min_ratio": 2}, "lr_min_ratio"), ({"image_weight_floor": -1}, "image_weight_floor")):
+        with pytest.raises(ConfigError, match=field):
+            parse_train_config(bad)
