@@ -48,6 +48,43 @@ CLASS_WEIGHTS = (0.22, 0.44, 0.28, 0.79, 1.0, 1.33, 3.04, 4.0, 0.65, 0.92, 0.27,
 FRAME_SIZE = (256, 512)  # (H, W) the vehicle runs the segmenter at
 
 
+def register_losses() -> None:
+    """Register ClassWeightedBCELoss with mmseg (idempotent); configs that name it need this first."""
+    ensure_mmseg()
+    from mmseg.registry import MODELS
+
+    if "ClassWeightedBCELoss" in MODELS.module_dict:
+        return
+
+    class ClassWeightedBCELoss(torch.nn.Module):
+        """Per-class sigmoid BCE (Fast-SCNN's loss) with every pixel weighted by the weight of its true
+        class: class-weighted cross-entropy in the form the shipped weights were trained with."""
+
+        def __init__(self, class_weight: list[float], loss_weight: float = 1.0, loss_name: str = "loss_ce") -> None:
+            super().__init__()
+            self.register_buffer("class_weight", torch.tensor(class_weight, dtype=torch.float32), persistent=False)
+            self.loss_weight, self._loss_name = loss_weight, loss_name
+
+        def forward(self, cls_score: torch.Tensor, label: torch.Tensor, weight=None, ignore_index: int = 255,
+                    **kwargs) -> torch.Tensor:
+            import torch.nn.functional as F
+
+            valid = label != ignore_index
+            idx = torch.where(valid, label, torch.zeros_like(label)).long()
+            target = F.one_hot(idx, cls_score.shape[1]).permute(0, 3, 1, 2).to(cls_score.dtype)
+            bce = F.binary_cross_entropy_with_logits(cls_score, target, reduction="none").mean(1)
+            w = self.class_weight.to(cls_score.device)[idx] * valid
+            if weight is not None:
+                w = w * weight
+            return self.loss_weight * (bce * w).sum() / w.sum().clamp(min=1e-6)
+
+        @property
+        def loss_name(self) -> str:
+            return self._loss_name
+
+    MODELS.register_module(module=ClassWeightedBCELoss)
+
+
 def build_config(data_root: str | os.PathLike[str] | None = None, work_dir: str | os.PathLike[str] = "runs/segmenter",
                  iters: int = 8000, batch_size: int = 8, crop: tuple[int, int] = (256, 512), lr: float = 0.05,
                  val_interval: int = 1000, workers: int = 0, frame_size: tuple[int, int] = FRAME_SIZE,
@@ -55,7 +92,7 @@ def build_config(data_root: str | os.PathLike[str] | None = None, work_dir: str 
     """mmseg's Fast-SCNN config for our frames. Training resizes whole frames to `ratio_range` x
     `frame_size` (1x is what the vehicle runs at, so it lies inside the range; the old 0.25-1x range of
     a 2x base trained mostly on shrunken objects), then takes `crop`."""
-    ensure_mmseg()
+    register_losses()
     from mmengine import Config
 
     cfg = Config.fromfile(str(base_config_path()))
@@ -70,10 +107,13 @@ def build_config(data_root: str | os.PathLike[str] | None = None, work_dir: str 
         for head in [cfg.model.decode_head, *cfg.model.auxiliary_head]:
             losses = head.loss_decode if isinstance(head.loss_decode, list) else [head.loss_decode]
             for loss in losses:
-                if loss.get("type") == "CrossEntropyLoss":
-                    # mmseg's Fast-SCNN config uses per-class sigmoid BCE; softmax CE is the standard
-                    # multi-class loss and what the class weights are meant for.
-                    loss["use_sigmoid"] = False
+                if loss.get("type") == "CrossEntropyLoss" and loss.get("use_sigmoid"):
+                    # Fast-SCNN's config trains per-class sigmoid BCE. mmseg's class_weight cannot weight it
+                    # (it becomes BCE's pos_weight, broadcast over the image width), and switching a
+                    # warm start to softmax CE wiped the shipped model out (val mIoU 15% -> 3-6% in
+                    # 40-80 iterations at lr 0.005-0.02). So: the same BCE, each pixel weighted by its class.
+                    loss["type"] = "ClassWeightedBCELoss"
+                    loss.pop("use_sigmoid", None)
                     loss["class_weight"] = list(class_weights)
     cfg.model.data_preprocessor.size = crop
     cfg.data_preprocessor = cfg.model.data_preprocessor
@@ -135,7 +175,7 @@ class Segmenter:
         if not path.is_file():
             raise SegmenterError(f"segmenter weights not found: {path} (train them with `sqgan train segmenter`)")
         try:
-            ensure_mmseg()
+            register_losses()
         except ImportError as exc:
             raise SegmenterError(str(exc)) from None
         from mmengine import Config
@@ -180,6 +220,7 @@ class DeadlineHook:
     def __init__(self, out: Path, iters: int, max_seconds: float | None, base_lr: float, cfg, meta: dict[str, Any],
                  eta_min: float = 1e-4, power: float = 0.9, val_seconds: float | None = None) -> None:
         self.out, self.iters, self.max_seconds, self.val_seconds = Path(out), iters, max_seconds, val_seconds
+        self.init_state: dict[str, torch.Tensor] | None = None  # weights to start from (loaded in before_train)
         self.last_val = 0.0
         self.base_lr, self.eta_min, self.power, self.cfg, self.meta = base_lr, eta_min, power, cfg, meta
         self.t0 = 0.0
@@ -200,6 +241,10 @@ class DeadlineHook:
         import time
 
         self.t0 = self.last_val = time.perf_counter()
+        if self.init_state is not None and runner.iter == 0:
+            # Here, not before runner.train(): train() re-initialises every weight (init_cfg) first.
+            model = runner.model.module if hasattr(runner.model, "module") else runner.model
+            model.load_state_dict(self.init_state)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         lr = (self.base_lr - self.eta_min) * (1 - self.progress(runner.iter)) ** self.power + self.eta_min
@@ -285,9 +330,10 @@ def train_segmenter(data_root: str | os.PathLike[str], work_dir: str | os.PathLi
                 raise SegmenterError(f"{init}: not an sqgan segmenter checkpoint")
             model = runner.model.module if hasattr(runner.model, "module") else runner.model
             try:
-                model.load_state_dict(blob["state_dict"])
+                model.load_state_dict(blob["state_dict"])  # checks the fit now; before_train loads it again
             except RuntimeError as exc:
                 raise SegmenterError(f"{init}: weights do not fit Fast-SCNN: {exc}") from None
+            hook.init_state = blob["state_dict"]
         runner.register_hook(hook)
         runner.train()
         if runner.iter != hook.best_iter:  # the end was not validated yet (deadline or odd interval)
