@@ -82,6 +82,9 @@ SEG_CROP=${SEG_CROP:-256 512}
 SEG_WORKERS=${SEG_WORKERS:-6}
 SEG_VAL_SEC=${SEG_VAL_SEC:-90}
 BENCH_ITERS=${BENCH_ITERS:-20}
+BENCH_ARGS=${BENCH_ARGS:---warmup 2}  # the rehearsal adds a small --height/--width
+GRACE_SEC=${GRACE_SEC:-45}  # after their own deadline, the trainers validate and save before the hard stop
+THREADS=${THREADS:-}  # torch threads per trainer (CPU rehearsal: 1)
 RUNS=${RUNS:-runs/gpu_window}
 T0=$(date +%s)
 END=$(awk "BEGIN {printf \"%d\", $T0 + $WINDOW_MIN * 60}")
@@ -132,9 +135,11 @@ if [ "$n_train" -eq 0 ] || [ "$n_val" -eq 0 ]; then
   exit 1
 fi
 
-# 3. train side by side until the deadline, keeping BENCH_SEC x 2 + 20 s for the end
+# 3. train side by side until the deadline, keeping 2 x BENCH_SEC + 10 s for the benchmarks and
+#    GRACE_SEC for the trainers' last validation and save after their own clock runs out
 mkdir -p "$RUNS"
-train_sec=$(( $(left) - 2 * BENCH_SEC - 20 ))
+reserve=$(( 2 * BENCH_SEC + 10 ))
+train_sec=$(( $(left) - reserve - GRACE_SEC ))
 if [ "$train_sec" -lt 30 ]; then
   log "ERROR: only ${train_sec}s left for training"
   exit 1
@@ -142,10 +147,11 @@ fi
 train_min=$(awk "BEGIN {printf \"%.2f\", $train_sec / 60}")
 log "training for $train_min min: joint ($TRAIN_CONFIG) and segmenter"
 "${SQGAN[@]}" train joint --data "$DATA" --out "$RUNS/joint" --init shipped --device "$DEVICE" \
-  --train-config "$TRAIN_CONFIG" --max-minutes "$train_min" > "$RUNS/joint.log" 2>&1 &
+  --train-config "$TRAIN_CONFIG" --max-minutes "$train_min" ${THREADS:+--threads "$THREADS"} > "$RUNS/joint.log" 2>&1 &
 pj=$!
-seg_env=()  # mmengine picks CUDA whenever it sees one: hide it for a CPU run
-[ "$DEVICE" = cpu ] && seg_env=(env CUDA_VISIBLE_DEVICES=)
+seg_env=(env)  # mmengine picks CUDA whenever it sees one: hide it for a CPU run
+[ "$DEVICE" = cpu ] && seg_env+=(CUDA_VISIBLE_DEVICES=)
+[ -n "$THREADS" ] && seg_env+=(OMP_NUM_THREADS="$THREADS")
 # shellcheck disable=SC2086
 "${seg_env[@]}" "${SQGAN[@]}" train segmenter --data "$DATA" --work-dir "$RUNS/segmenter" --init shipped \
   --output "$RUNS/segmenter_fastscnn.pt" --iters 1000000 --batch-size "$SEG_BATCH" --crop $SEG_CROP \
@@ -166,7 +172,7 @@ copy_out() {  # atomic copies, so OUTDIR never holds a half-written file
 while kill -0 $pj 2>/dev/null || kill -0 $ps 2>/dev/null; do
   sleep "$COPY_SEC" & wait $!
   copy_out
-  if [ "$(left)" -le $(( 2 * BENCH_SEC )) ]; then
+  if [ "$(left)" -le "$reserve" ]; then
     log "deadline: stopping the trainers"
     kill $pj $ps 2>/dev/null
     break
@@ -184,7 +190,8 @@ log "segmenter exit $ss: $(tail -c 600 "$RUNS/segmenter.log" | tr '\r' '\n' | gr
 for cfg in small paper; do
   b=$(( $(left) < BENCH_SEC ? $(left) : BENCH_SEC ))
   if [ "$b" -lt 5 ]; then log "no time left for bench $cfg"; continue; fi
-  timeout "$b" "${SQGAN[@]}" bench codec --config "$cfg" --device "$DEVICE" --iters "$BENCH_ITERS" --warmup 2 --json \
+  # shellcheck disable=SC2086
+  timeout "$b" "${SQGAN[@]}" bench codec --config "$cfg" --device "$DEVICE" --iters "$BENCH_ITERS" $BENCH_ARGS --json \
     > "$OUT/bench_$cfg.json.tmp" && mv "$OUT/bench_$cfg.json.tmp" "$OUT/bench_$cfg.json" \
     || log "bench $cfg did not finish in ${b}s"
   rm -f "$OUT/bench_$cfg.json.tmp"

@@ -67,8 +67,11 @@ def _pairs(root: Path, split: str | None):
 
 
 def _train(args: argparse.Namespace) -> int:
+    import time
+
     import torch
 
+    started = time.monotonic()  # --max-minutes counts from here: loading data and model is part of the budget
     from sqgan_core.checkpoint import CheckpointError, build_untrained, load_checkpoint
     from sqgan_core.config import ConfigError
     from sqgan_core.training.config import load_train_config
@@ -112,7 +115,10 @@ def _train(args: argparse.Namespace) -> int:
     elif args.resume:
         print(f"nothing to resume in {args.out}; starting fresh", file=sys.stderr)
     print(f"perceptual term: {trainer.perceptual.detail}", file=sys.stderr)
-    result = trainer.run(max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+    budget = None
+    if args.max_minutes:
+        budget = max(args.max_minutes * 60 - (time.monotonic() - started), 1.0)
+    result = trainer.run(max_seconds=budget)
     if args.stage in ("finetune", "joint") and trainer.dist.main:
         from sqgan_core.checkpoint import save_checkpoint
         from sqgan_core.training.priors import apply_priors, count_code_usage

@@ -127,6 +127,7 @@ class Trainer:
         self.step = 0
         self.best: dict[str, float] = {}
         self.best_score = -math.inf
+        self.validate_at_start = bool(self.metadata.get("init"))
         self.val_pairs = spread_over_cities(self.val, cfg.val_frames)
         self.prior_pairs = spread_over_cities(train, cfg.prior_frames)
         self._total, self._deadline, self._t0 = cfg.steps, None, time.perf_counter()
@@ -405,8 +406,12 @@ class Trainer:
         bar = tqdm(total=total, initial=min(self.step, total), desc=f"train {self.stage}", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
         t0 = self._t0
-        last_val = t0
         last: dict[str, float] = {}
+        if self.step == 0 and self.validate_at_start:
+            # A warm start is validated before its first step: best.pt then holds the starting weights
+            # until training beats them, so no run can leave worse weights in the file to ship.
+            last = self._validate_and_keep()
+        last_val = time.perf_counter()
         while self.step < total:
             row = self.train_step()
             if not all(math.isfinite(v) for v in row.values() if isinstance(v, float)):

@@ -1,4 +1,4 @@
-"""The GPU lease script, rehearsed on the CPU with a 2-minute window: a lease is too short and too
+"""The GPU lease script, rehearsed on the CPU with a 3-minute window (a real lease: 8.5): a lease is too short and too
 rare to debug on, so everything but the device must already have worked here."""
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ def test_gpu_window_rehearsal_leaves_loadable_files(tmp_path):
     cfg = tmp_path / "rehearsal.yaml"
     cfg.write_text(REHEARSAL_CONFIG)
     out = tmp_path / "out"
-    env = {**os.environ, "DEVICE": "cpu", "WINDOW_MIN": "2", "N_SEEDS": "1", "FRAMES": "4", "STRIDE": "4",
-           "N_VAL": "1", "VAL_FRAMES": "4", "JOBS": "2", "RENDER_SEC": "40", "COPY_SEC": "3", "BENCH_SEC": "25",
-           "BENCH_ITERS": "1", "SEG_BATCH": "2", "SEG_CROP": "64 128", "SEG_WORKERS": "0", "SEG_VAL_SEC": "15",
+    env = {**os.environ, "DEVICE": "cpu", "WINDOW_MIN": "3", "N_SEEDS": "1", "FRAMES": "4", "STRIDE": "4",
+           "N_VAL": "1", "VAL_FRAMES": "4", "JOBS": "2", "RENDER_SEC": "40", "COPY_SEC": "3", "BENCH_SEC": "30",
+           "BENCH_ITERS": "1", "BENCH_ARGS": "--warmup 0 --height 64 --width 128", "THREADS": "1", "GRACE_SEC": "20",
+           "SEG_BATCH": "2", "SEG_CROP": "64 128", "SEG_WORKERS": "0", "SEG_VAL_SEC": "15",
            "TRAIN_CONFIG": str(cfg), "FIRST_SEED": "499", "DATA": str(tmp_path / "data"),
            "RUNS": str(tmp_path / "runs"), "PY": sys.executable}
     proc = subprocess.run(["bash", "tools/gpu_window.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
@@ -60,5 +61,5 @@ def test_gpu_window_rehearsal_leaves_loadable_files(tmp_path):
     assert json.loads((out / "segmenter_fastscnn.json").read_text())["best_val_mIoU"] is not None
     bench = json.loads((out / "bench_small.json").read_text())
     assert bench["config"] == "small" and bench["devices"]["cpu"]["end_to_end_ms"]["p50"] > 0
-    # the window's deadline holds (2 minutes, plus start-up slack for a loaded CI machine)
+    # the window ended by itself, inside its deadline
     assert "done;" in log
