@@ -74,6 +74,7 @@ setup(
         "sqgan.bench": [
             "codec = sqgan_core.bench:register",
             "segmenter = sqgan_core.segmentation.bench:register",
+            "train = sqgan_core.training.bench:register",
             "sim = sim.bench:register",
             "pipeline = ros2_ws.bench:register",
         ],

@@ -377,3 +377,21 @@ def test_training_yaml_rejects_bad_schedule_and_rates(tmp_path):
                        ({"lr_min_ratio": 2}, "lr_min_ratio"), ({"image_weight_floor": -1}, "image_weight_floor")):
         with pytest.raises(ConfigError, match=field):
             parse_train_config(bad)
+
+
+def test_bench_train_times_each_stage_on_the_same_data(dataset, tmp_path, capsys):
+    from sqgan_core.checkpoint import save_checkpoint
+    from sqgan_core.config import parse_config
+    from sqgan_core.models import SQGAN
+
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, SQGAN(parse_config(TINY_MODEL)))
+    args = ["bench", "train", "--data", str(dataset), "--model", str(ckpt), "--train-config",
+            str(dataset / "train.yaml"), "--steps", "1", "--warmup", "0", "--json"]
+    assert main(args + ["--stages", "semantic,finetune,joint"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(r["stages"]) == {"semantic", "finetune", "joint"}
+    assert all(v["s_per_step_p50"] > 0 for v in r["stages"].values())
+    assert r["joint_over_semantic_plus_finetune"] > 0
+    assert main(args + ["--stages", "semantic,bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err
