@@ -52,7 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--model", type=Path, required=True)
     s.add_argument("--data", type=Path, required=True)
     s.add_argument("--split", default="train")
-    s.add_argument("--frames", type=int, default=500)
+    s.add_argument("--frames", type=int, default=500, help="frames to count codes on, spread over every city "
+                                                            "(scenario and seed) of the split (default 500)")
+    s.add_argument("--semantic-from", type=Path,
+                   help="first replace G_s (E_s, SAMM/VQ/ADM, D_s) with this checkpoint's, e.g. a new G_x with the "
+                        "shipped G_s; the priors are then fitted for the combination")
     s.add_argument("-o", "--output", type=Path, required=True)
     s.set_defaults(func=_priors)
 
@@ -176,9 +180,16 @@ def _priors(args: argparse.Namespace) -> int:
 
     try:
         model, meta = load_checkpoint(args.model)
+        if args.semantic_from:
+            sem, sem_meta = load_checkpoint(args.semantic_from)
+            copy_semantic_pipeline(sem, model)
+            meta = {**meta, "semantic_from": {"path": str(args.semantic_from),
+                                              **{k: sem_meta[k] for k in ("stage", "step", "best") if k in sem_meta}}}
     except CheckpointError as exc:
         raise CommandError(str(exc)) from None
-    pairs = _pairs(args.data, args.split)[: args.frames]
+    from sqgan_core.training.trainer import spread_over_cities
+
+    pairs = spread_over_cities(_pairs(args.data, args.split), args.frames)  # every scenario, not the first clip
     cx, cs = count_code_usage(model, pairs)
     stats = apply_priors(model, cx, cs)
     save_checkpoint(args.output, model, {**meta, "priors": stats, "priors_data": str(args.data)})

@@ -395,3 +395,25 @@ def test_bench_train_times_each_stage_on_the_same_data(dataset, tmp_path, capsys
     assert r["joint_over_semantic_plus_finetune"] > 0
     assert main(args + ["--stages", "semantic,bogus"]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_priors_can_combine_a_new_image_pipeline_with_another_semantic_one(dataset, tmp_path, capsys):
+    from sqgan_core.checkpoint import save_checkpoint
+    from sqgan_core.config import parse_config
+    from sqgan_core.models import SQGAN
+
+    torch.manual_seed(1)
+    a = SQGAN(parse_config(TINY_MODEL))
+    torch.manual_seed(2)
+    b = SQGAN(parse_config(TINY_MODEL))
+    save_checkpoint(tmp_path / "a.pt", a, {"stage": "joint"})
+    save_checkpoint(tmp_path / "b.pt", b, {"stage": "semantic", "step": 7})
+    assert main(["train", "priors", "--model", str(tmp_path / "a.pt"), "--semantic-from", str(tmp_path / "b.pt"),
+                 "--data", str(dataset), "--frames", "3", "-o", str(tmp_path / "ab.pt")]) == 0
+    ab, meta = load_checkpoint(tmp_path / "ab.pt")
+    for k, v in ab.state_dict().items():
+        if k.endswith("index_prior"):
+            continue
+        src = b if k.startswith(("sem_conv_in.", "sem_encoder.", "sem_mq.", "sem_decoder.")) else a
+        assert torch.equal(v, src.state_dict()[k]), k
+    assert meta["semantic_from"]["step"] == 7 and meta["priors"]["used_codes_s"] >= 1
