@@ -55,12 +55,15 @@ class EmbeddedSimulator(SourceBase):
                           m.mount_z + 0.01 * math.sin(2 * math.pi * 0.9 * t + self._bob[1]), e.yaw,
                           math.radians(m.pitch) + bob, 0.002 * math.sin(2 * math.pi * 0.7 * t + self._bob[2]))
 
-    def step(self) -> SimFrame:
+    def _tick(self) -> None:
         if self.renderer is None:
             raise RuntimeError("simulator is closed")
         self.index += 1
         if self.index > 0:
             self.traffic.step(TICK_SECONDS)
+
+    def step(self) -> SimFrame:
+        self._tick()
         pose = self.camera_pose()
         dyn = self.traffic.vertices(pose.x, pose.y, pose.yaw)
         rgb, labels = self.renderer.render(pose, dyn, self.env, self.time, self.index)
@@ -71,11 +74,7 @@ class EmbeddedSimulator(SourceBase):
 
     def skip(self) -> None:
         """Advance the clock and the traffic one tick without rendering (~10x cheaper than step())."""
-        if self.renderer is None:
-            raise RuntimeError("simulator is closed")
-        self.index += 1
-        if self.index > 0:
-            self.traffic.step(TICK_SECONDS)
+        self._tick()
 
     def close(self) -> None:
         if self.renderer is not None:

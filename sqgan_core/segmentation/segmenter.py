@@ -162,6 +162,17 @@ def save_segmenter(path: str | os.PathLike[str], model: torch.nn.Module, cfg, me
     os.replace(tmp, path)
 
 
+def read_segmenter_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The dict of a segmenter checkpoint (state_dict, config text, metadata), loaded weights-only."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise SegmenterError(f"{path}: not a readable segmenter checkpoint ({exc})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise SegmenterError(f"{path}: not an sqgan segmenter checkpoint")
+    return blob
+
+
 class Segmenter:
     """RGB uint8 image -> trainId map (uint8, 255 never produced)."""
 
@@ -181,12 +192,7 @@ class Segmenter:
         from mmengine import Config
         from mmseg.apis import init_model
 
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise SegmenterError(f"{path}: not a readable segmenter checkpoint ({exc})") from None
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise SegmenterError(f"{path}: not an sqgan segmenter checkpoint")
+        blob = read_segmenter_file(path)
         cfg = Config.fromstring(blob["config"], ".py")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -322,12 +328,7 @@ def train_segmenter(data_root: str | os.PathLike[str], work_dir: str | os.PathLi
         warnings.simplefilter("ignore")
         runner = Runner.from_cfg(cfg)
         if init and not resume:
-            try:
-                blob = torch.load(init, map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001
-                raise SegmenterError(f"{init}: not a readable segmenter checkpoint ({exc})") from None
-            if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-                raise SegmenterError(f"{init}: not an sqgan segmenter checkpoint")
+            blob = read_segmenter_file(init)
             model = runner.model.module if hasattr(runner.model, "module") else runner.model
             try:
                 model.load_state_dict(blob["state_dict"])  # checks the fit now; before_train loads it again
