@@ -20,6 +20,7 @@ from sqgan_core.bitstream import (
     FrameError,
     FrameHeader,
     frame_stats,
+    read_header,
     read_frame,
     write_frame,
 )
@@ -131,7 +132,9 @@ class Codec:
         header = self.header_for(tokens, ph, pw)
         data = write_frame(header, tokens.indices_x[0].cpu().numpy(), tokens.indices_s[0].cpu().numpy(),
                            self.prior_x, self.prior_s)
-        return EncodedFrame(data, header)
+        # The header as written: the coder may have fallen back to the raw layout (mode), which every
+        # report (encode --json, frame.stats, bench codec) must show as `sqgan info` does.
+        return EncodedFrame(data, read_header(data))
 
     def encode(self, image: np.ndarray, labels: np.ndarray, m_x: float, m_s: float) -> EncodedFrame:
         """RGB uint8 image + trainId map -> frame bytes. m_x, m_s in [0, 1] (1 keeps every token)."""

@@ -83,3 +83,26 @@ def test_bad_masking_fraction(small_codec):
     img, lab = scene(32, 32)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         small_codec.encode(img, lab, 1.5, 0.5)
+
+
+def test_a_frame_coded_raw_is_reported_raw(small_codec):
+    """When the entropy coder loses to the plain layout, the frame is written raw, and every report
+    (frame.stats, encode --json, bench codec) must say so, as `sqgan info` reading the bytes does."""
+    import copy
+
+    from sqgan_core.bitstream import MODE_RAW
+    from sqgan_core.entropy import IndexPrior
+
+    codec = copy.copy(small_codec)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    lab = rng.integers(0, 19, (64, 128), dtype=np.uint8)
+    tokens, ph, pw = codec.tokens_for(img, lab, 1.0, 1.0)
+    used = set(tokens.indices_x[0].flatten().tolist()) | set(tokens.indices_s[0].flatten().tolist())
+    # a prior that puts almost no mass on the codes this frame uses: entropy coding must lose
+    p = np.ones(len(small_codec.prior_x.probabilities), np.float64)
+    p[[u for u in used if 0 <= u < len(p)]] = 1e-9
+    codec.prior_x = codec.prior_s = IndexPrior(p / p.sum())
+    frame = codec.write(tokens, ph, pw)
+    assert frame.header.mode == MODE_RAW
+    assert frame.stats["mode"] == "raw"
