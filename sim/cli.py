@@ -48,6 +48,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CommandError("--frames must be at least 1")
     if args.stride < 1:
         raise CommandError("--stride must be at least 1")
+    for flag, value in (("--split", args.split), ("--city", args.city)):
+        # one plain folder name: '../x', 'a/b' or an absolute path would write outside --out
+        if value is not None and (not value or value in (".", "..") or "/" in value or "\\" in value):
+            raise CommandError(f"{flag} must be one folder name inside --out, got {value!r}")
     cfg = _scenario(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():

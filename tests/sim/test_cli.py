@@ -39,6 +39,9 @@ def test_sim_export_stride_keeps_every_nth_tick_identical_to_a_full_run(tmp_path
 @pytest.mark.parametrize("argv, message", [
     (["sim", "export", "--frames", "0", "--out", "x"], "--frames"),
     (["sim", "export", "--frames", "1", "--stride", "0", "--out", "x"], "--stride"),
+    (["sim", "export", "--frames", "1", "--split", "../../evil", "--out", "x"], "--split"),
+    (["sim", "export", "--frames", "1", "--split", "/tmp/evil", "--out", "x"], "--split"),
+    (["sim", "export", "--frames", "1", "--city", "..", "--out", "x"], "--city"),
     (["sim", "export", "--frames", "1", "--out", "x", "--scenario", "nope"], "not found"),
     (["sim", "export", "--frames", "1", "--out", "x", "--width", "3"], "camera.width"),
 ])
