@@ -189,11 +189,26 @@ def sets_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return sets
 
 
-def check_keys(keys_dir: str | os.PathLike[str], vehicles: int) -> None:
+def check_keys(keys_dir: str | os.PathLike[str], vehicles: int, specs=()) -> None:
+    """Every key file the graph's nodes will open exists, and the allow-list admits at least one
+    vehicle: checked before anything starts (and by --dry-run), so a graph never comes up half-keyed."""
+    from ros2_ws.link.keys import KeyFileError, load_allow_list
     from sqgan_core.cli import CommandError
 
+    hint = f"run `sqgan keys --out {keys_dir} --vehicles {max(vehicles, 1)}` first"
     if not (Path(keys_dir) / "allowed").is_dir():
-        raise CommandError(f"no keys in {keys_dir}: run `sqgan keys --out {keys_dir} --vehicles {vehicles}` first")
+        raise CommandError(f"no keys in {keys_dir}: {hint}")
+    for spec in specs:
+        for name, value in spec.parameters.items():
+            if isinstance(value, str) and name.endswith("_key") and not Path(value).is_file():
+                raise CommandError(f"{spec.name}: {name} {value} does not exist ({hint})")
+            if name == "allow_dir":
+                try:
+                    peers = load_allow_list(value)
+                except KeyFileError as exc:
+                    raise CommandError(f"{spec.name}: {exc}") from None
+                if not any(p.role == "vehicle" for p in peers.values()):
+                    raise CommandError(f"{spec.name}: the allow-list {value} admits no vehicle ({hint})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -202,12 +217,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         sets = sets_from_args(args)
         specs = build(args.graph, vehicles=args.vehicles, sets=sets, params=parse_params(args.param))
+        check_keys(context(None, sets)["keys_dir"], args.vehicles, specs)
         if args.dry_run:
             import json
 
             print(json.dumps([s.to_dict() for s in specs], indent=1))
             return 0
-        check_keys(context(None, sets)["keys_dir"], args.vehicles)
         sup = Supervisor(specs)
     except GraphError as exc:
         raise CommandError(str(exc)) from None

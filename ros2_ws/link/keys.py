@@ -63,7 +63,7 @@ def generate(directory: str | os.PathLike[str], name: str, role: str, vehicle_id
     d.mkdir(parents=True, exist_ok=True)
     pub_path, sec_path = d / f"{name}.key", d / f"{name}.key_secret"
     if not overwrite and (pub_path.exists() or sec_path.exists()):
-        raise KeyFileError(f"{pub_path} already exists (pass overwrite to replace it)")
+        raise KeyFileError(f"{pub_path} already exists (pass --force to replace it)")
     public, secret = zmq.curve_keypair()
     meta = {"name": name, "role": role}
     if vehicle_id is not None:
@@ -152,7 +152,9 @@ def load_allow_list(directory: str | os.PathLike[str]) -> dict[bytes, Peer]:
 
 def generate_set(directory: str | os.PathLike[str], vehicles: int = 1, *, first_vehicle_id: int = 0,
                  overwrite: bool = False) -> list[Path]:
-    """The keys a pipeline needs: rsu, link (a relay) and `vehicles` vehicles vehicle_<id>."""
+    """The keys a pipeline needs: rsu, link (a relay) and `vehicles` (>= 1) vehicles vehicle_<id>."""
+    if vehicles < 1:
+        raise KeyFileError(f"a key set needs at least one vehicle, got --vehicles {vehicles}")
     out = [generate(directory, "rsu", "rsu", overwrite=overwrite)[0],
            generate(directory, "link", "relay", overwrite=overwrite)[0]]
     for i in range(vehicles):

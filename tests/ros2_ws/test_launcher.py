@@ -65,12 +65,28 @@ def test_failure_is_reported_and_respawn(logs):
     assert s.procs[0].restarts >= 2 and any("respawning crash" in m for m in logs)
 
 
-def test_sqgan_launch_dry_run(capsys):
+def test_sqgan_launch_dry_run(tmp_path, capsys):
+    from ros2_ws.link.keys import generate_set
     from sqgan_core.cli import main
 
-    assert main(["launch", "pipeline", "--dry-run", "--vehicles", "2", "--param", "vehicle.m_s=0.25"]) == 0
+    generate_set(tmp_path / "keys", 2)
+    assert main(["launch", "pipeline", "--dry-run", "--vehicles", "2", "--keys", str(tmp_path / "keys"),
+                 "--param", "vehicle.m_s=0.25"]) == 0
     out = capsys.readouterr().out
     assert '"vehicle_encoder_1"' in out and '"m_s": 0.25' in out
+
+
+def test_dry_run_refuses_a_graph_its_keys_cannot_run(tmp_path, capsys):
+    from ros2_ws.link.keys import generate, generate_set
+    from sqgan_core.cli import main
+
+    generate_set(tmp_path / "one", 1)  # keys for vehicle 0 only
+    assert main(["launch", "pipeline", "--dry-run", "--vehicles", "2", "--keys", str(tmp_path / "one")]) == 2
+    assert "vehicle_1.key_secret" in capsys.readouterr().err
+    for name, role in (("rsu", "rsu"), ("link", "relay")):  # an allow-list that admits no vehicle
+        generate(tmp_path / "none", name, role)
+    assert main(["launch", "rsu", "--dry-run", "--keys", str(tmp_path / "none")]) == 2
+    assert "admits no vehicle" in capsys.readouterr().err
 
 
 def test_sqgan_launch_without_keys_says_how(tmp_path, capsys):
