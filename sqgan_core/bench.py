@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from sqgan_core.cli import keep_fraction, positive_int
 from sqgan_core.cli.model_options import add_model_options, codec_from_args
 from sqgan_core.codec import Codec
 
@@ -24,9 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Time each codec stage on CPU (and CUDA when available); prints JSON.")
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=512)
-    p.add_argument("--mx", type=float, default=0.5)
-    p.add_argument("--ms", type=float, default=0.5)
-    p.add_argument("--iters", type=int, default=30, help="timed iterations per stage (default 30)")
+    p.add_argument("--mx", type=keep_fraction, default=0.5, help="fraction of image tokens kept (default 0.5)")
+    p.add_argument("--ms", type=keep_fraction, default=0.5, help="fraction of semantic tokens kept (default 0.5)")
+    p.add_argument("--iters", type=positive_int, default=30, help="timed iterations per stage (default 30)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-cuda", action="store_true", help="skip the CUDA run even when a GPU exists")

@@ -14,6 +14,29 @@ class CommandError(Exception):
     """An error a user can fix (bad path, bad option); printed without a traceback."""
 
 
+def keep_fraction(text: str) -> float:
+    """argparse type for --mx/--ms: checked while parsing, so the error names the flag and comes
+    before any model loads."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] (the share of tokens kept), got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts (--iters, --frames): at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _load_group(group: str) -> list[tuple[str, Callable[[argparse._SubParsersAction], None]]]:
     loaded = []
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):

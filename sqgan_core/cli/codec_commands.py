@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqgan_core.bitstream import FrameError, frame_stats, read_header
 from sqgan_core.checkpoint import CheckpointError
-from sqgan_core.cli import CommandError
+from sqgan_core.cli import CommandError, keep_fraction
 from sqgan_core.cli.model_options import add_model_options, codec_from_args
 
 
@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", type=Path, help="input image (PNG, JPEG, ...)")
     p.add_argument("--labels", type=Path, required=True,
                    help="trainId PNG of the same size (0..18, 255 = void); a Cityscapes colour PNG also works")
-    p.add_argument("--mx", type=float, default=0.5, help="fraction of image tokens kept, 0..1 (default 0.5)")
-    p.add_argument("--ms", type=float, default=0.5, help="fraction of semantic tokens kept, 0..1 (default 0.5)")
+    p.add_argument("--mx", type=keep_fraction, default=0.5, help="fraction of image tokens kept, 0..1 (default 0.5)")
+    p.add_argument("--ms", type=keep_fraction, default=0.5, help="fraction of semantic tokens kept, 0..1 (default 0.5)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output frame file (.sqg)")
     p.add_argument("--json", action="store_true", help="print the frame statistics as JSON")
     add_model_options(p)

@@ -26,6 +26,9 @@ def _rates(text: str) -> list[tuple[float, float]]:
         pairs = []
     if not pairs or any(len(p) != 2 for p in pairs):
         raise argparse.ArgumentTypeError(f"rates must look like '0.2,0.2;0.5,0.5', got {text!r}")
+    bad = [p for p in pairs if not all(0.0 <= v <= 1.0 for v in p)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"keep fractions must be in [0, 1], got {bad[0][0]:g},{bad[0][1]:g}")
     return pairs  # type: ignore[return-value]
 
 

@@ -114,3 +114,27 @@ def test_bench_codec_prints_json():
     assert r["params"]["total"] > r["params"]["image_decoder"] > 0
     assert r["untrained"] is True and r["config"] == "small"
     assert "cuda" in r["devices"]  # either timings or {"available": false}
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["encode", "x.png", "--labels", "y.png", "--mx", "-1", "-o", "f.sqg"], "--mx"),
+    (["encode", "x.png", "--labels", "y.png", "--ms", "1.5", "-o", "f.sqg"], "--ms"),
+    (["bench", "codec", "--mx", "2"], "--mx"),
+    (["bench", "codec", "--iters", "0"], "--iters"),
+    (["eval", "--grid", "2,2"], "--grid"),
+])
+def test_out_of_range_arguments_name_the_flag_before_any_work(argv, flag, capsys, monkeypatch):
+    """argparse rejects them (exit 2) while parsing: no model loads, no frame renders, no traceback."""
+    from sqgan_core.cli import main
+    from sqgan_core.codec import Codec
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(Codec, "from_checkpoint", classmethod(no_model))
+    monkeypatch.setattr(Codec, "untrained", classmethod(no_model))
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Traceback" not in err
