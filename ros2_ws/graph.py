@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from sqgan_core.config import load_yaml
+
 from ros2_ws.link.channel import config_dir
 
 GRAPHS: dict[str, tuple[str, ...]] = {
@@ -58,7 +60,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise GraphError(f"node description {path} not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf8"))
+        data = load_yaml(path.read_text(encoding="utf8"))
     except yaml.YAMLError as exc:
         raise GraphError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -201,7 +203,7 @@ def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
             raise GraphError(f"{what} {item!r} must look like name=value")
         k, v = item.split("=", 1)
         try:
-            out[k.strip()] = yaml.safe_load(v) if v.strip() else ""
+            out[k.strip()] = load_yaml(v) if v.strip() else ""
         except yaml.YAMLError:
             out[k.strip()] = v
     return out

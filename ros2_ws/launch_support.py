@@ -42,9 +42,9 @@ def launch_description(graph: str) -> Any:
     args.append(DeclareLaunchArgument("vehicles", default_value="1", description="number of vehicle encoders"))
 
     def make_nodes(ctx: Any) -> list[Any]:
-        import yaml
+        from sqgan_core.config import load_yaml
 
-        sets = {n: yaml.safe_load(LaunchConfiguration(n).perform(ctx)) for n in ARGUMENTS}
+        sets = {n: load_yaml(LaunchConfiguration(n).perform(ctx)) for n in ARGUMENTS}
         sets = {k: ("" if v is None else v) for k, v in sets.items()}
         vehicles = int(LaunchConfiguration("vehicles").perform(ctx))
         return [spec_to_action(s) for s in build(graph, vehicles=vehicles, sets=sets)]

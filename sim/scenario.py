@@ -16,6 +16,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from sqgan_core.config import load_yaml
+
 from sim.frame import TICK_SECONDS, CameraIntrinsics
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
@@ -242,7 +244,7 @@ def load_scenario(name_or_path: str | Path = "default") -> ScenarioConfig:
     """Load and validate a scenario YAML by name (configs/scenarios/<name>.yaml) or path."""
     path = scenario_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
     try:

@@ -7,6 +7,7 @@ because a typo in a YAML file must not silently train or ship the wrong network.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,24 @@ from typing import Any
 import yaml
 
 from sqgan_core.labels import NUM_CLASSES
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where `1e12` (no dot) is a string; YAML 1.2 and every user's intuition
+    make it a number. This loader adds the 1.2 float forms, so `delay_ms: 1e12` is a number that range
+    checks can refuse by value, not a string refused for its type."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """yaml.safe_load with YAML 1.2 exponent floats (`1e12`, `5E-3`); the one YAML reader of the project."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -171,7 +190,7 @@ def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
 def load_config(name_or_path: str | os.PathLike[str]) -> ModelConfig:
     path = resolve_config_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     except OSError as exc:

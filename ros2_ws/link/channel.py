@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sqgan_core.config import load_yaml
+
 
 class ProfileError(ValueError):
     """A link profile that does not validate; the message names the file and the field."""
@@ -231,7 +233,7 @@ def resolve_profile(name_or_path: str | os.PathLike[str]) -> Path:
 def load_profile(name_or_path: str | os.PathLike[str]) -> LinkProfile:
     path = resolve_profile(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf8"))
+        data = load_yaml(path.read_text(encoding="utf8"))
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from None
     return parse_profile(data, str(path))

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from sqgan_core.config import ConfigError
+from sqgan_core.config import ConfigError, load_yaml
 from sqgan_core.training.losses import IMAGE_WEIGHTS, SEMANTIC_WEIGHTS
 
 
@@ -106,6 +106,6 @@ def load_train_config(path: str | Path | None) -> TrainConfig:
     if not p.is_file():
         raise ConfigError(f"training config not found: {p}")
     try:
-        return parse_train_config(yaml.safe_load(p.read_text()), str(p))
+        return parse_train_config(load_yaml(p.read_text()), str(p))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None

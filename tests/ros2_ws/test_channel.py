@@ -79,3 +79,18 @@ def test_unknown_profile_lists_known(tmp_path):
     ok = tmp_path / "ok.yaml"
     ok.write_text(yaml.safe_dump({"name": "ok", "loss": {"model": "bernoulli", "p": 0.2}, "seed": 3}))
     assert load_profile(ok).seed == 3
+
+
+def test_exponent_numbers_in_a_profile_are_numbers(tmp_path):
+    """YAML 1.1 (PyYAML) reads `1e12` as a string; profiles accept YAML 1.2 floats, so a value out of
+    range is refused for its value, with the range in the message."""
+    from ros2_ws.link.channel import ProfileError
+
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: ok\ndelay_ms: 2e1\nloss: {model: bernoulli, p: 5E-2}\n")
+    p = load_profile(ok)
+    assert p.delay_ms == 20.0 and p.expected_loss() == pytest.approx(0.05)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndelay_ms: 1e12\n")
+    with pytest.raises(ProfileError, match=r"delay_ms must be in \["):
+        load_profile(bad)

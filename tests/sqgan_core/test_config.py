@@ -48,3 +48,10 @@ def test_bad_yaml_and_missing_files_are_clear(tmp_path):
     notmap.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(notmap)
+
+
+def test_yaml_reads_exponent_floats_as_numbers():
+    from sqgan_core.config import load_yaml
+
+    assert load_yaml("a: 1e12\nb: -5E-3\nc: .5e2\nd: 1.5\ne: 7\nf: 1e\ng: '1e3'\n") == \
+        {"a": 1e12, "b": -5e-3, "c": 50.0, "d": 1.5, "e": 7, "f": "1e", "g": "1e3"}
