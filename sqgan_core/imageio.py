@@ -11,8 +11,19 @@ from sqgan_core.labels import PALETTE, decolorize, validate_train_ids
 
 
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """Any image Pillow reads -> H x W x 3 uint8 RGB (alpha dropped, grey expanded)."""
+    """Any image Pillow reads -> H x W x 3 uint8 RGB (alpha dropped, grey expanded).
+
+    16-bit grey (Pillow modes I;16*, and I holding 16-bit values) is scaled to 8 bits by 255/65535:
+    Pillow's own convert("RGB") clips it, so a 16-bit PNG came out all white."""
     img = _open(path)
+    if img.mode.startswith("I;16") or img.mode == "I":
+        grey = np.asarray(img).astype(np.float64)
+        if img.mode == "I" and (grey.min() < 0 or grey.max() > 65535):
+            raise ValueError(f"{path}: 32-bit integer image with values outside 0..65535; save it as 8- or 16-bit")
+        grey8 = np.round(grey * (255.0 / 65535.0)).astype(np.uint8)
+        return np.repeat(grey8[..., None], 3, axis=2)
+    if img.mode == "F":
+        raise ValueError(f"{path}: floating-point image (mode F); save it as 8- or 16-bit RGB or grey")
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 

@@ -37,3 +37,17 @@ def test_bad_files(tmp_path):
     Image.fromarray(noise).save(tmp_path / "noise.png")
     with pytest.raises(ValueError, match="palette"):
         read_labels(tmp_path / "noise.png")
+
+
+def test_16_bit_grey_is_scaled_not_clipped(tmp_path):
+    import cv2
+
+    from sqgan_core.imageio import read_rgb
+
+    grey16 = (np.arange(32 * 64).reshape(32, 64) * 30).astype(np.uint16)  # 0 .. 61410
+    cv2.imwrite(str(tmp_path / "g16.png"), grey16)
+    rgb = read_rgb(tmp_path / "g16.png")
+    assert rgb.shape == (32, 64, 3) and rgb.dtype == np.uint8
+    expected = np.round(grey16 * (255 / 65535)).astype(np.uint8)
+    assert np.array_equal(rgb[..., 0], expected) and np.array_equal(rgb[..., 2], expected)
+    assert rgb.mean() < 200  # it read as all white (255) before
