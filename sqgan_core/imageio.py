@@ -78,5 +78,38 @@ def _open(path: str | os.PathLike[str]) -> Image.Image:
     return img
 
 
+LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")  # lossless formats that keep a palette image's indices
+
+
+def check_output_path(path: str | os.PathLike[str], kind: str = "file") -> Path:
+    """Refuse an output path before any work is done (loading a model, decoding a frame), so a long
+    run never ends in a failed write. kind: "rgb" (an image Pillow can write), "labels" (a lossless
+    palette image: PNG, BMP, TIFF) or "file" (any bytes). Missing parent folders are created later;
+    a parent that is a file, or a path that is a directory, is refused here."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"output {p} is a directory; give a file name")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"output {p}: {parent} is a file, not a folder")
+            break
+    if kind == "file":
+        return p
+    ext = p.suffix.lower()
+    if not ext:
+        raise ValueError(f"output {p} has no extension: the format comes from it (e.g. .png)")
+    if kind == "labels":
+        if ext not in LABEL_EXTENSIONS:
+            raise ValueError(f"output {p}: a label map must be saved losslessly ({', '.join(LABEL_EXTENSIONS)}), "
+                             f"not {ext}")
+        return p
+    Image.init()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"output {p}: Pillow cannot write {ext} images (try .png)")
+    return p
+
+
 def _parent(path: str | os.PathLike[str]) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -60,9 +60,10 @@ def _print_stats(stats: dict, as_json: bool) -> None:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from sqgan_core.imageio import read_labels, read_rgb
+    from sqgan_core.imageio import check_output_path, read_labels, read_rgb
 
     try:
+        check_output_path(args.output, "file")
         image = read_rgb(args.image)
         labels = read_labels(args.labels)
     except (FileNotFoundError, ValueError) as exc:
@@ -79,8 +80,14 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from sqgan_core.imageio import write_labels, write_rgb
+    from sqgan_core.imageio import check_output_path, write_labels, write_rgb
 
+    try:
+        check_output_path(args.output, "rgb")
+        if args.labels_out:
+            check_output_path(args.labels_out, "labels")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     data = _read_bytes(args.frame)
     codec = codec_from_args(args)
     try:

@@ -41,11 +41,12 @@ def register_training(stages: argparse._SubParsersAction) -> None:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from sqgan_core.imageio import read_rgb, write_labels
+    from sqgan_core.imageio import check_output_path, read_rgb, write_labels
     from sqgan_core.labels import CLASS_NAMES
     from sqgan_core.segmentation.segmenter import Segmenter, SegmenterError
 
     try:
+        check_output_path(args.output, "labels")
         image = read_rgb(args.image)
         seg = Segmenter.load(args.model, device=args.device)
     except (FileNotFoundError, ValueError, SegmenterError) as exc:

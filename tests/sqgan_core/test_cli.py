@@ -138,3 +138,34 @@ def test_out_of_range_arguments_name_the_flag_before_any_work(argv, flag, capsys
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert flag in err and "Traceback" not in err
+
+
+def test_bad_output_paths_are_refused_before_any_work(inputs, tmp_path, capsys, monkeypatch):
+    from sqgan_core.codec import Codec
+
+    d, _, _ = inputs
+    assert main(["encode", str(d / "img.png"), "--labels", str(d / "lab.png"), "-o", str(tmp_path / "f.sqg"),
+                 "--untrained"]) == 0
+    capsys.readouterr()
+
+    def no_model(*a, **k):
+        raise AssertionError("the model ran before the output path was checked")
+
+    monkeypatch.setattr(Codec, "from_checkpoint", classmethod(no_model))
+    monkeypatch.setattr(Codec, "untrained", classmethod(no_model))
+    (tmp_path / "afile").write_text("x")
+    frame = str(tmp_path / "f.sqg")
+    cases = [
+        (["decode", frame, "-o", str(tmp_path / "x.unknownext")], "cannot write .unknownext"),
+        (["decode", frame, "-o", str(tmp_path / "x.png"), "--labels-out", str(tmp_path / "l.jpg")], "losslessly"),
+        (["decode", frame, "-o", str(tmp_path)], "is a directory"),
+        (["decode", frame, "-o", str(tmp_path / "afile" / "x.png")], "is a file, not a folder"),
+        (["decode", frame, "-o", str(tmp_path / "noext")], "no extension"),
+        (["encode", str(d / "img.png"), "--labels", str(d / "lab.png"), "-o", str(tmp_path)], "is a directory"),
+        (["segment", str(d / "img.png"), "-o", str(tmp_path / "seg")], "no extension"),
+        (["segment", str(d / "img.png"), "-o", str(tmp_path / "seg.jpg")], "losslessly"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
