@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,20 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[SQGAN, dict[str, Any]
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is not ours
+        raise CheckpointError(f"{path}: not a checkpoint: torch.save files are zip archives, this one starts "
+                              f"with {magic!r}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: holds Python objects a weights-only load refuses, so it is not an "
+                              f"SQ-GAN checkpoint ({first[:160]})") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (damaged or truncated: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an SQ-GAN checkpoint (missing format tag {FORMAT!r})")
     if blob.get("format_version") != FORMAT_VERSION:
@@ -82,10 +93,18 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[SQGAN, dict[str, Any]
     except (ConfigError, KeyError) as exc:
         raise CheckpointError(f"{path}: bad embedded config: {exc}") from None
     model = SQGAN(cfg)
-    try:
-        model.load_state_dict(blob["state_dict"])
-    except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit config {cfg.name!r}: {exc}") from None
+    state = blob.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: has no state_dict of weights")
+    want = model.state_dict()
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    wrong = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k].shape)]
+    if missing or unexpected or wrong:
+        parts = [f"{len(v)} {name} (first: {v[0]})" for name, v in
+                 (("missing", missing), ("unexpected", unexpected), ("of the wrong shape", wrong)) if v]
+        raise CheckpointError(f"{path}: weights do not fit config {cfg.name!r}: " + "; ".join(parts))
+    model.load_state_dict(state)
     return model, dict(blob.get("metadata") or {})
 
 

@@ -33,14 +33,14 @@ class Evil:
 def test_pickled_code_is_never_executed(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "sqgan-checkpoint", "payload": Evil()}, path)
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="weights-only load refuses"):
         load_checkpoint(path)
     import os
     assert not os.path.exists("/tmp/sqgan_pwned")
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"not a checkpoint", "not a readable checkpoint"),
+    (b"not a checkpoint", "not a checkpoint: torch.save files are zip archives"),
     (None, "not found"),
 ])
 def test_bad_files(tmp_path, content, message):
@@ -62,3 +62,36 @@ def test_foreign_dicts_and_mismatched_weights(tmp_path):
     torch.save(blob, tmp_path / "b.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(tmp_path / "b.pt")
+
+
+class _Gadget:  # an arbitrary object: weights-only loading must refuse it
+    pass
+
+
+def test_bad_checkpoints_say_what_is_wrong_in_one_line(tmp_path):
+    import pickle as pk
+
+    import pytest
+    import torch
+
+    from sqgan_core.checkpoint import CheckpointError, load_checkpoint
+
+    files = {
+        "text.pt": (b"hello, not a checkpoint\n", "zip archives"),
+        "pickle.pt": (pk.dumps({"a": 1}), "zip archives"),
+    }
+    for name, (data, _) in files.items():
+        (tmp_path / name).write_bytes(data)
+    torch.save({"g": _Gadget()}, tmp_path / "object.pt")
+    files["object.pt"] = (None, "weights-only load refuses")
+    torch.save({"format": "sqgan-checkpoint", "format_version": 1, "config": {"name": "small"}, "state_dict": {}},
+               tmp_path / "empty.pt")
+    files["empty.pt"] = (None, "missing (first: ")
+    blob = (tmp_path / "empty.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(blob[: len(blob) // 2])
+    files["truncated.pt"] = (None, "damaged or truncated")
+    for name, (_, message) in files.items():
+        with pytest.raises(CheckpointError) as exc:
+            load_checkpoint(tmp_path / name)
+        text = str(exc.value)
+        assert message in text and "\n" not in text and "KeyError" not in text, (name, text)
