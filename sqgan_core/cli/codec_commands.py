@@ -75,7 +75,12 @@ def _encode(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(frame.data)
-    _print_stats(frame.stats, args.json)
+    stats = frame.stats
+    for flag, asked, kept in (("--mx", args.mx, stats["n_x"]), ("--ms", args.ms, stats["n_s"])):
+        if asked > 0 and kept == 0:  # N = floor(m K): a small image can round a requested rate to nothing
+            print(f"note: {flag} {asked:g} keeps floor({asked:g} x {stats['tokens']}) = 0 of the image's "
+                  f"{stats['tokens']} token(s): that stream carries no tokens", file=sys.stderr)
+    _print_stats(stats, args.json)
     return 0
 
 

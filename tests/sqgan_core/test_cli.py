@@ -169,3 +169,13 @@ def test_bad_output_paths_are_refused_before_any_work(inputs, tmp_path, capsys, 
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (argv, err)
+
+
+def test_a_rate_rounded_to_no_tokens_is_said(tmp_path, capsys):
+    write_rgb(tmp_path / "one.png", np.zeros((1, 1, 3), np.uint8))
+    write_labels(tmp_path / "one_l.png", np.zeros((1, 1), np.uint8))
+    assert main(["encode", str(tmp_path / "one.png"), "--labels", str(tmp_path / "one_l.png"), "--mx", "0.5",
+                 "--ms", "1", "-o", str(tmp_path / "one.sqg"), "--untrained", "--json"]) == 0
+    out = capsys.readouterr()
+    assert "--mx 0.5 keeps floor(0.5 x 1) = 0" in out.err and "--ms" not in out.err
+    assert json.loads(out.out)["n_x"] == 0
