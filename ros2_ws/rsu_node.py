@@ -116,7 +116,7 @@ class RsuDecoder(Node):
                                         max_frames_in_flight=p["max_frames_in_flight"],
                                         frame_timeout=p["frame_timeout"], idle_reset=p["idle_reset"],
                                         max_vehicles=p["max_vehicles"])
-        self.receiver = Receiver(p["endpoint"], p["secret_key"], p["allow_dir"])
+        self.receiver = Receiver(p["endpoint"], p["secret_key"], p["allow_dir"], log=self.get_logger().warning)
         self.lock = threading.Lock()  # guards assembler stats snapshots and self.out
         self.out: dict[int, _VehicleOut] = {}
         self.counts: Counter[str] = Counter()

@@ -61,6 +61,7 @@ class LinkEmulator:
         s["dropped_downstream"] = self.back.stats["dropped_unavailable"]
         s["dropped_total"] += s["dropped_downstream"]
         s["rejected_front"] = {k: v for k, v in self.front.stats.items() if k.startswith("rejected")}
+        s["refused_front"] = {k: v for k, v in self.front.stats.items() if k.startswith(("refused", "allow_list"))}
         s["forwarded"] = self.back.stats["sent"]
         s["profile"] = self.profile.name
         s["expected_loss"] = self.profile.expected_loss()

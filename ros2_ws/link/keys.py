@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import zmq
 import zmq.auth
@@ -126,27 +127,56 @@ def _check_z85(key: bytes, path: Path) -> None:
         raise KeyFileError(f"{path}: key is not valid z85") from None
 
 
-def load_allow_list(directory: str | os.PathLike[str]) -> dict[bytes, Peer]:
-    """Every `*.key` in `directory`, by z85 public key. Refuses an empty or unreadable directory:
-    an RSU that accepts nobody is a configuration mistake worth stopping on."""
+def load_allow_list(directory: str | os.PathLike[str],
+                    on_refused: Callable[[Path, str], None] | None = None) -> dict[bytes, Peer]:
+    """Every usable `*.key` in `directory`, by z85 public key. Fails closed: a certificate without the
+    metadata the RSU enforces (a `role`; for a vehicle its `vehicle_id`; `zmq.auth.create_certificates`
+    writes neither) is refused and reported through `on_refused(path, reason)` (default: a logged
+    warning), so no key can speak for an unchecked vehicle id. Two keys claiming one vehicle id, an
+    unknown role, an unreadable file, or a directory with no usable key are errors: an RSU that
+    accepts nobody, or cannot tell two vehicles apart, is a configuration mistake worth stopping on."""
+    import logging
+
+    report = on_refused or (lambda path, why: logging.getLogger("sqgan.keys").warning(
+        "allow-list: refused %s: %s", path, why))
     d = Path(directory)
     if not d.is_dir():
         raise KeyFileError(f"allow-list directory {d} does not exist (generate keys with `sqgan keys`)")
     peers: dict[bytes, Peer] = {}
+    owner: dict[int, Path] = {}
+    refused = 0
     for path in sorted(d.glob("*.key")):
         public = load_public(path)
         meta = read_metadata(path)
-        role = meta.get("role", "vehicle")
+        role = meta.get("role")
+        vid = meta.get("vehicle_id")
+        if role is None:
+            report(path, "its metadata has no role (certificates from `sqgan keys` carry role and vehicle_id)")
+            refused += 1
+            continue
         if role not in ROLES:
             raise KeyFileError(f"{path}: role {role!r} must be one of {', '.join(ROLES)}")
-        vid = meta.get("vehicle_id")
+        if role == "vehicle" and vid is None:
+            report(path, "a vehicle key without a vehicle_id in its metadata")
+            refused += 1
+            continue
+        if role != "vehicle" and vid is not None:
+            report(path, f"a {role} key must not carry a vehicle_id")
+            refused += 1
+            continue
         try:
             vehicle_id = int(vid) if vid is not None else None
         except ValueError:
             raise KeyFileError(f"{path}: vehicle_id {vid!r} is not an integer") from None
+        if vehicle_id is not None:
+            if vehicle_id in owner:
+                raise KeyFileError(f"{owner[vehicle_id]} and {path} both claim vehicle_id {vehicle_id}: "
+                                   "one key per vehicle")
+            owner[vehicle_id] = path
         peers[public] = Peer(meta.get("name", path.stem), public, role, vehicle_id)
     if not peers:
-        raise KeyFileError(f"allow-list directory {d} holds no *.key files")
+        raise KeyFileError(f"allow-list directory {d} holds no usable keys"
+                           + (f" ({refused} refused, see above)" if refused else " (no *.key files)"))
     return peers
 
 

@@ -6,21 +6,32 @@ slow or gone, packets are dropped at the vehicle and counted (a slow RSU never b
 Reconnection is automatic (100-500 ms backoff) and heartbeats notice a dead peer within ~1.5 s, so
 restarts on either side recover well within 2 s.
 
-Authentication: receivers run a ZAP handler (zmq.auth.thread.ThreadAuthenticator) over an allow-list
-directory of public certificates; a key not in the list never completes the CURVE handshake. Each
-message then carries its sender's key (ZMQ "User-Id"), mapped to the peer's role and vehicle id. A
-relay (the link emulator) forwards `[RELAY_TAG, vehicle key, packet]`; the RSU checks that key
-against the same allow-list, so the policy lives in one place.
+Authentication: receivers run a ZAP handler (zmq.auth.thread.ThreadAuthenticator) whose CURVE check
+is the allow-list loaded by `load_allow_list` (certificates without the metadata it enforces are
+refused there); a key not in it never completes the CURVE handshake. Each message then carries its
+sender's key (ZMQ "User-Id"), mapped to the peer's role and vehicle id. A relay (the link emulator)
+forwards `[RELAY_TAG, vehicle key, packet]`; the RSU checks that key against the same allow-list, so
+the policy lives in one place.
+
+Refused connections are counted by reason in `Receiver.stats` (and so on the RSU's /diagnostics):
+`refused_unlisted_key` (from the ZAP handler, with the peer's address in the log line), and, from a
+socket monitor, `refused_handshake_protocol` (a plain, unencrypted client; a client that used a wrong
+server key), `refused_handshake_auth` and `refused_handshake_other`. Log lines are rate-limited to
+one per reason every LOG_EVERY_S seconds, with the count of those held back.
 """
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import parse_monitor_message
 
 from ros2_ws.link.keys import Peer, load_allow_list, load_keypair, load_public
 
@@ -28,6 +39,52 @@ RELAY_TAG = b"SQR1"
 MAX_MESSAGE_BYTES = 65536  # larger messages make zmq drop the connection (hostile or broken peer)
 RECONNECT_MS, RECONNECT_MAX_MS = 100, 500
 HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS = 500, 1500
+LOG_EVERY_S = 10.0
+HANDSHAKE_EVENTS = {  # socket monitor events of a refused handshake -> the stats key that counts them
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "refused_handshake_protocol",
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused_handshake_auth",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "refused_handshake_other",
+}
+
+
+class RateLimitedLog:
+    """At most one line per reason every `every_s` seconds; the next line says how many were held back."""
+
+    def __init__(self, log: Callable[[str], None], every_s: float = LOG_EVERY_S) -> None:
+        self.log, self.every_s = log, every_s
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, reason: str, message: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(reason, -1e9) < self.every_s:
+                self._held[reason] += 1
+                return
+            held, self._held[reason] = self._held[reason], 0
+            self._last[reason] = now
+        self.log(message + (f" (and {held} more since the last such line)" if held else ""))
+
+
+class _AllowListAuthenticator(ThreadAuthenticator):
+    """The ZAP handler, with the CURVE check done against the loaded allow-list (not the raw directory)
+    and the peer address of each refused key counted and logged."""
+
+    def __init__(self, context: zmq.Context, allowed: set[bytes], on_refused: Callable[[str, str], None]) -> None:
+        super().__init__(context)
+        self.allowed, self.on_refused = allowed, on_refused
+        self._address = ""
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        self._address = msg[3].decode("utf8", "replace") if len(msg) > 3 else ""
+        await super().handle_zap_message(msg)
+
+    def callback(self, domain: str, key: bytes) -> bool:  # credentials provider for configure_curve_callback
+        if key in self.allowed:
+            return True
+        self.on_refused(self._address, key.decode("ascii", "replace"))
+        return False
 
 
 def _common(sock: zmq.Socket) -> None:
@@ -96,15 +153,26 @@ class Receiver:
     """A CURVE server PULL socket with an allow-list; `recv` yields authenticated packets only."""
 
     def __init__(self, endpoint: str, secret_key_file: str | os.PathLike[str], allow_dir: str | os.PathLike[str],
-                 *, accept_relayed: bool = True, hwm: int = 4096, context: zmq.Context | None = None) -> None:
+                 *, accept_relayed: bool = True, hwm: int = 4096, context: zmq.Context | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        import logging
+
+        self.stats: Counter[str] = Counter()
+        self._say = log or logging.getLogger("sqgan.link").warning
+        self._limited = RateLimitedLog(self._say)
         public, secret = load_keypair(secret_key_file)
-        self.peers = load_allow_list(allow_dir)
+
+        def refused_cert(path: Path, why: str) -> None:
+            self.stats["allow_list_refused"] += 1
+            self._say(f"allow-list: refused {path}: {why}")
+
+        self.peers = load_allow_list(allow_dir, on_refused=refused_cert)
         # One ZAP handler per context (it binds inproc://zeromq.zap.01): a receiver owns its context.
         self._own_context = context is None
         self.context = context or zmq.Context()
-        self.auth = ThreadAuthenticator(self.context)
+        self.auth = _AllowListAuthenticator(self.context, set(self.peers), self._refused_key)
         self.auth.start()
-        self.auth.configure_curve(domain="*", location=str(Path(allow_dir)))
+        self.auth.configure_curve_callback(domain="*", credentials_provider=self.auth)
         self.sock = self.context.socket(zmq.PULL)
         _common(self.sock)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
@@ -114,13 +182,39 @@ class Receiver:
         self.sock.bind(endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.accept_relayed = accept_relayed
-        self.stats: Counter[str] = Counter()
+        self.monitor = self.sock.get_monitor_socket(sum(HANDSHAKE_EVENTS))
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
+        self.poller.register(self.monitor, zmq.POLLIN)
+
+    def _refused_key(self, address: str, key: str) -> None:
+        """ZAP handler thread: a CURVE client whose key is not on the allow-list."""
+        self.stats["refused_unlisted_key"] += 1
+        self._limited("refused_unlisted_key", f"refused a connection from {address or 'an unknown address'}: "
+                                              f"key {key[:8]}... is not on the allow-list")
+
+    def _drain_monitor(self) -> None:
+        while True:
+            try:
+                event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            key = HANDSHAKE_EVENTS.get(event["event"])
+            if key is None:
+                continue
+            self.stats[key] += 1
+            why = {"refused_handshake_protocol": "not a CURVE client of this server key (plain connection, or a "
+                                                 "wrong server key)",
+                   "refused_handshake_auth": "authentication failed",
+                   "refused_handshake_other": "handshake failed"}[key]
+            self._limited(key, f"refused a connection on {event['endpoint'].decode('utf8', 'replace')}: {why}")
 
     def recv(self, timeout_ms: int = 50, max_messages: int = 1000) -> list[Received]:
         out: list[Received] = []
-        if not self.poller.poll(timeout_ms):
+        ready = dict(self.poller.poll(timeout_ms))
+        if self.monitor in ready:
+            self._drain_monitor()
+        if self.sock not in ready:
             return out
         for _ in range(max_messages):
             try:
@@ -157,6 +251,11 @@ class Receiver:
         return None
 
     def close(self) -> None:
+        try:
+            self.sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self.monitor.close(0)
         self.sock.close(0)
         self.auth.stop()
         if self._own_context:

@@ -93,3 +93,75 @@ def test_oversized_messages_are_refused(keyset, rsu):
         assert collect(rsu, 1, timeout=1.0) == []
     finally:
         tx.close()
+
+
+def _wait_for(pred, timeout=5.0, rx=None):
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if rx is not None:
+            rx.recv(timeout_ms=50)
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_certificates_without_metadata_are_refused_and_counted(tmp_path, keyset, endpoint):
+    """pyzmq's own create_certificates writes keys with no role/vehicle_id: fail closed."""
+    import shutil
+
+    import zmq.auth
+
+    from ros2_ws.link.keys import KeyFileError, load_allow_list
+
+    allowed = tmp_path / "allowed"
+    shutil.copytree(keyset / "allowed", allowed)
+    bare_pub, bare_secret = zmq.auth.create_certificates(tmp_path, "bare")
+    shutil.copy(bare_pub, allowed / "bare.key")
+    refused = []
+    peers = load_allow_list(allowed, on_refused=lambda p, why: refused.append((p.name, why)))
+    assert [n for n, _ in refused] == ["bare.key"] and "no role" in refused[0][1]
+    assert all(p.vehicle_id is not None for p in peers.values() if p.role == "vehicle")
+
+    lines = []
+    rx = Receiver(endpoint(), keyset / "rsu.key_secret", allowed, log=lines.append)
+    tx = Sender(rx.endpoint, bare_secret, keyset / "rsu.key")
+    try:
+        assert rx.stats["allow_list_refused"] == 1 and any("bare.key" in line for line in lines)
+        assert send_until(tx, rx, timeout=1.5) == []  # its certificate is in the folder, yet it never speaks
+        assert _wait_for(lambda: rx.stats["refused_unlisted_key"] >= 1, rx=rx)
+        assert any("127.0.0.1" in line and "not on the allow-list" in line for line in lines)
+    finally:
+        tx.close()
+        rx.close()
+    # two keys that claim one vehicle id stop the start, naming both files
+    dup = tmp_path / "dup"
+    shutil.copytree(keyset / "allowed", dup)
+    text = (dup / "vehicle_1.key").read_text().replace('vehicle_id = "1"', 'vehicle_id = "2"')
+    from ros2_ws.link.keys import generate
+
+    generate(tmp_path / "other", "truck", "vehicle", 2)
+    shutil.copy(tmp_path / "other" / "truck.key", dup / "truck.key")
+    with pytest.raises(KeyFileError, match="both claim vehicle_id 2"):
+        load_allow_list(dup)
+    assert text  # (the original file is left as generated)
+
+
+def test_refused_connections_are_counted_by_reason(keyset, endpoint):
+    lines = []
+    rx = Receiver(endpoint(), keyset / "rsu.key_secret", keyset / "allowed", log=lines.append)
+    ctx = zmq.Context.instance()
+    plain = ctx.socket(zmq.PUSH)  # no CurveZMQ at all
+    plain.setsockopt(zmq.LINGER, 0)
+    wrong = Sender(rx.endpoint, keyset / "vehicle_1.key_secret", keyset / "link.key")  # wrong server key
+    try:
+        plain.connect(rx.endpoint)
+        wrong.send([b"x"])
+        assert _wait_for(lambda: rx.stats["refused_handshake_protocol"] >= 2, timeout=6.0, rx=rx), dict(rx.stats)
+        assert rx.recv(timeout_ms=100) == []
+        assert any("refused a connection on" in line for line in lines)
+        assert len([line for line in lines if "refused a connection on" in line]) == 1  # rate-limited
+    finally:
+        plain.close(0)
+        wrong.close()
+        rx.close()
