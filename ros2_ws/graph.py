@@ -196,12 +196,14 @@ def dds_environment(ctx: dict[str, Any], root: Path | None = None) -> dict[str, 
 
 
 def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
-    """["a=1", "b=x"] -> {"a": 1, "b": "x"} (values parsed as YAML scalars)."""
+    """["a=1", "b:=x"] -> {"a": 1, "b": "x"} (values parsed as YAML scalars). `name:=value` is the
+    ros2 launch spelling of the same assignment."""
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise GraphError(f"{what} {item!r} must look like name=value")
-        k, v = item.split("=", 1)
+            raise GraphError(f"{what} {item!r} must look like name=value or name:=value")
+        sep = ":=" if item.split("=", 1)[0].endswith(":") else "="
+        k, v = item.split(sep, 1)
         try:
             out[k.strip()] = load_yaml(v) if v.strip() else ""
         except yaml.YAMLError:

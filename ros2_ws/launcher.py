@@ -182,7 +182,11 @@ def add_graph_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def sets_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    sets = parse_assignments(args.set, "--set")
+    positional = list(getattr(args, "assignments", []) or [])
+    bad = [a for a in positional if ":=" not in a]
+    if bad:
+        raise GraphError(f"{bad[0]!r}: launch arguments look like name:=value (as for ros2 launch)")
+    sets = parse_assignments(args.set + positional, "--set")
     for key, val in (("keys_dir", args.keys), ("profile", args.profile), ("model", args.model)):
         if val is not None:
             sets[key] = val
@@ -234,6 +238,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Runs the graph that launch/*.launch.py describe (configs/nodes/) as "
                                           "supervised processes; Ctrl-C shuts everything down cleanly.")
     p.add_argument("graph", choices=[g for g in GRAPHS if g != "demo"])
+    p.add_argument("assignments", nargs="*", metavar="NAME:=VALUE",
+                   help="values of configs/nodes/network.yaml as ros2 launch takes them, e.g. profile:=clean "
+                        "(the same as --set NAME=VALUE)")
     add_graph_arguments(p)
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--dry-run", action="store_true", help="print the node specs as JSON and exit")

@@ -94,3 +94,17 @@ def test_sqgan_launch_without_keys_says_how(tmp_path, capsys):
 
     assert main(["launch", "rsu", "--keys", str(tmp_path / "none")]) == 2
     assert "sqgan keys" in capsys.readouterr().err
+
+
+def test_launch_takes_ros2_launch_style_assignments(tmp_path, capsys):
+    from ros2_ws.link.keys import generate_set
+    from sqgan_core.cli import main
+
+    generate_set(tmp_path / "keys", 1)
+    for argv in (["pipeline", f"keys_dir:={tmp_path / 'keys'}", "profile:=clean"],
+                 ["pipeline", "--set", f"keys_dir:={tmp_path / 'keys'}", "--set", "profile=clean"]):
+        assert main(["launch", *argv, "--dry-run"]) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert '"clean"' in out and "bursty_15pct" not in out
+    assert main(["launch", "pipeline", "profile=clean", "--dry-run"]) == 2
+    assert "name:=value" in capsys.readouterr().err
