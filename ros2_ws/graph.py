@@ -177,7 +177,25 @@ def build(graph: str, *, vehicles: int = 1, sets: dict[str, Any] | None = None,
     for spec in specs:
         if spec.kind == "ros":
             spec.env = {**dds_env, **spec.env}
+        check_parameters(spec)
     return specs
+
+
+# Ranges of the node parameters a user sets most (`--param vehicle.m_x=...`), checked when the graph is
+# built, so `--dry-run` and the start refuse them by name before any node runs.
+PARAMETER_RANGES: dict[str, tuple[float, float]] = {
+    "m_x": (0.0, 1.0), "m_s": (0.0, 1.0), "info_copies": (1, 8), "packet_bytes": (64, 65536),
+    "vehicle_id": (0, 65535), "rate": (0.001, 1000.0), "torch_threads": (0, 1024),
+}
+
+
+def check_parameters(spec: NodeSpec) -> None:
+    for name, (lo, hi) in PARAMETER_RANGES.items():
+        if name not in spec.parameters:
+            continue
+        v = spec.parameters[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            raise GraphError(f"{spec.name}: parameter {name} must be a number in [{lo:g}, {hi:g}], got {v!r}")
 
 
 DDS_PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"

@@ -235,10 +235,18 @@ class RsuDecoder(Node):
         self.pub_diag.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self.rx_thread.join(2.0)
-        self.worker.stop()
-        self.receiver.close()
+        # Also called by rclpy's shutdown on a node whose __init__ failed half-way: close what exists.
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
+        if getattr(self, "rx_thread", None) is not None:
+            try:
+                self.rx_thread.join(2.0)
+            except KeyboardInterrupt:  # a second Ctrl-C while the receive thread winds down
+                pass
+        if getattr(self, "worker", None) is not None:
+            self.worker.stop()
+        if getattr(self, "receiver", None) is not None:
+            self.receiver.close()
         super().destroy_node()
 
 

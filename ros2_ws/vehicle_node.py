@@ -91,6 +91,9 @@ class VehicleEncoder(Node):
             raise ValueError(f"semantic_source must be 'topic' or 'segmenter', got {p['semantic_source']!r}")
         if not p["secret_key"] or not p["server_key"]:
             raise ValueError("secret_key and server_key are required (generate keys with `sqgan keys`)")
+        for name in ("m_x", "m_s"):  # before the model loads: a typo must not cost a model load
+            if isinstance(p[name], bool) or not isinstance(p[name], (int, float)) or not 0 <= p[name] <= 1:
+                raise ValueError(f"parameter {name} must be a number in [0, 1], got {p[name]!r}")
         set_torch_threads(p["torch_threads"])
         codec, untrained = load_codec(p["model"], device=p["device"])
         if untrained:
@@ -231,8 +234,11 @@ class VehicleEncoder(Node):
         self.pub_diag.publish(diagnostic_array(self.get_clock().now().to_msg(), [st]))
 
     def destroy_node(self) -> None:
-        self.worker.stop()
-        self.sender.close()
+        # Also called by rclpy's shutdown on a node whose __init__ failed half-way: close what exists.
+        if getattr(self, "worker", None) is not None:
+            self.worker.stop()
+        if getattr(self, "sender", None) is not None:
+            self.sender.close()
         super().destroy_node()
 
 

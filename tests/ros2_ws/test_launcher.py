@@ -108,3 +108,16 @@ def test_launch_takes_ros2_launch_style_assignments(tmp_path, capsys):
         assert '"clean"' in out and "bursty_15pct" not in out
     assert main(["launch", "pipeline", "profile=clean", "--dry-run"]) == 2
     assert "name:=value" in capsys.readouterr().err
+
+
+def test_out_of_range_node_parameters_are_refused_by_name(tmp_path, capsys):
+    from ros2_ws.link.keys import generate_set
+    from sqgan_core.cli import main
+
+    generate_set(tmp_path / "keys", 1)
+    for param, message in (("vehicle.m_x=7", "vehicle_encoder_0: parameter m_x must be a number in [0, 1]"),
+                           ("vehicle.info_copies=0", "vehicle_encoder_0: parameter info_copies must be"),
+                           ("vehicle.m_s=x", "vehicle.m_s: 'x' is not a float")):
+        assert main(["launch", "pipeline", "--keys", str(tmp_path / "keys"), "--param", param, "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err

@@ -21,3 +21,24 @@ def test_a_segmenter_checkpoint_loads_as_a_callable(tmp_path):
     save_segmenter(tmp_path / "s.pt", init_model(cfg, None, device="cpu"), cfg, {})
     seg, why = load_segmenter(str(tmp_path / "s.pt"))
     assert why == "" and seg(np.zeros((64, 128, 3), np.uint8)).shape == (64, 128)
+
+
+@pytest.mark.parametrize("node, params, message", [
+    ("vehicle_node", ["m_x:=7.0", "secret_key:={k}/vehicle_0.key_secret", "server_key:={k}/rsu.key"],
+     "parameter m_x must be a number in [0, 1]"),
+    ("vehicle_node", ["secret_key:={k}/missing.key_secret", "server_key:={k}/rsu.key"], "missing.key_secret"),
+    ("rsu_node", ["secret_key:={k}/rsu.key_secret", "allow_dir:={junk}"], "junk.key"),
+])
+def test_start_up_failures_are_one_line_not_a_traceback(node, params, message, keyset, ros_env, tmp_path):
+    import subprocess
+    import sys
+
+    junk = tmp_path / "allowed"
+    junk.mkdir()
+    (junk / "junk.key").write_text("this is not a certificate\n")
+    args = [a.format(k=keyset, junk=junk) for a in params]
+    proc = subprocess.run([sys.executable, "-m", f"ros2_ws.{node}", "--ros-args", "-p", "model:=untrained:small",
+                           *[x for a in args for x in ("-p", a)]], env=ros_env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
