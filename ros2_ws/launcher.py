@@ -215,6 +215,33 @@ def check_keys(keys_dir: str | os.PathLike[str], vehicles: int, specs=()) -> Non
                     raise CommandError(f"{spec.name}: the allow-list {value} admits no vehicle ({hint})")
 
 
+def preflight(specs) -> None:
+    """Load what each node will load first (the link profile, the simulator scenario, a model file),
+    so a typo stops the whole graph before any node starts instead of one node dying while the rest
+    run on."""
+    from ros2_ws.link.channel import ProfileError, load_profile
+    from sqgan_core.cli import CommandError
+
+    for spec in specs:
+        args = list(spec.arguments)
+        if "--profile" in args[:-1]:
+            try:
+                load_profile(args[args.index("--profile") + 1])
+            except (ProfileError, OSError) as exc:
+                raise CommandError(f"{spec.name}: {exc}") from None
+        scenario = spec.parameters.get("scenario")
+        if isinstance(scenario, str) and scenario:
+            from sim.scenario import ScenarioError, load_scenario
+
+            try:
+                load_scenario(scenario)
+            except (ScenarioError, OSError) as exc:
+                raise CommandError(f"{spec.name}: {exc}") from None
+        model = spec.parameters.get("model")
+        if isinstance(model, str) and model and not model.startswith("untrained:") and not Path(model).is_file():
+            raise CommandError(f"{spec.name}: model checkpoint {model} does not exist")
+
+
 def run(args: argparse.Namespace) -> int:
     from sqgan_core.cli import CommandError
 
@@ -222,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
         sets = sets_from_args(args)
         specs = build(args.graph, vehicles=args.vehicles, sets=sets, params=parse_params(args.param))
         check_keys(context(None, sets)["keys_dir"], args.vehicles, specs)
+        preflight(specs)
         if args.dry_run:
             import json
 

@@ -121,3 +121,17 @@ def test_out_of_range_node_parameters_are_refused_by_name(tmp_path, capsys):
         assert main(["launch", "pipeline", "--keys", str(tmp_path / "keys"), "--param", param, "--dry-run"]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_a_bad_profile_scenario_or_model_stops_the_graph_before_it_starts(tmp_path, capsys):
+    from ros2_ws.link.keys import generate_set
+    from sqgan_core.cli import main
+
+    generate_set(tmp_path / "keys", 1)
+    keys = ["--keys", str(tmp_path / "keys")]
+    for extra, message in ((["--profile", "nosuch"], "link_emulator: "),
+                           (["--param", "sim.scenario=nosuch"], "sim_publisher: "),
+                           (["--model", str(tmp_path / "none.pt")], "does not exist")):
+        assert main(["launch", "pipeline", *keys, *extra, "--duration", "5"]) == 2  # nothing started
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
