@@ -192,14 +192,19 @@ def main(args: list[str] | None = None) -> int:
         print(f"sim_publisher: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    from rclpy.executors import ExternalShutdownException
+
     try:
         while rclpy.ok() and not node.done:
             rclpy.spin_once(node, timeout_sec=0.1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        try:  # a second Ctrl-C (a launcher signals the whole process group) must not print a traceback
+            node.destroy_node()
+            rclpy.try_shutdown()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
