@@ -223,7 +223,8 @@ def read_frame(data: bytes, prior_x: IndexPrior, prior_s: IndexPrior, *, model_i
         raise FrameError(f"frame was encoded by model {header.model_id:04x}, this decoder holds model {model_id:04x}")
     if max_tokens is not None and header.num_tokens > max_tokens:
         raise FrameError(f"frame declares {header.height}x{header.width} ({header.num_tokens} tokens), "
-                         f"above this decoder's limit of {max_tokens} tokens")
+                         f"above this decoder's limit of {max_tokens} tokens (raise it with --max-tokens / "
+                         f"max_tokens if the frame is trusted)")
     if prior_x.num_symbols != 1 << header.log2_jx or prior_s.num_symbols != 1 << header.log2_js:
         raise FrameError(f"frame codebooks 2^{header.log2_jx}/2^{header.log2_js} do not match the model's "
                          f"{prior_x.num_symbols}/{prior_s.num_symbols}")

@@ -31,9 +31,11 @@ from sqgan_core.labels import from_channel_index, validate_train_ids
 from sqgan_core.models import SQGAN, Tokens
 from sqgan_core.models.masking import keep_count
 
-# 8192 tokens = a 1024x2048 Cityscapes frame: large enough for real cameras, small enough that a
-# hostile header cannot make the RSU allocate gigabytes for attention over the token grid.
-DEFAULT_MAX_TOKENS = 8192
+# The decoder's work grows with the square of the token count (ADM attention): a forged 15-byte header
+# with a 64x128 grid (8192 tokens) cost 32 s and 1.5 GB to decode on 2 CPU cores. 2048 tokens (a
+# 512x1024 frame, 4x the 256x512 camera) bound that to about 2 s and 0.1 GB for any frame, from a file
+# or the network; larger frames need an explicit `--max-tokens` (CLI) or `max_tokens` (nodes).
+DEFAULT_MAX_TOKENS = 2048
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from sqgan_core.cli import CommandError
+from sqgan_core.cli import CommandError, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, help="segmenter checkpoint (default: the shipped one)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print timing and class histogram as JSON")
+    p.add_argument("--max-pixels", type=positive_int, default=2048 * 1024,
+                   help="largest image segmented (default 2048x1024 pixels): bounds time and memory")
     p.set_defaults(func=_segment)
 
 
@@ -48,7 +50,11 @@ def _segment(args: argparse.Namespace) -> int:
     try:
         check_output_path(args.output, "labels")
         image = read_rgb(args.image)
+        if image.shape[0] * image.shape[1] > args.max_pixels:  # before the model loads
+            raise ValueError(f"{args.image}: {image.shape[1]}x{image.shape[0]} is above --max-pixels "
+                             f"{args.max_pixels:,}; scale it down or raise the limit")
         seg = Segmenter.load(args.model, device=args.device)
+        seg.max_pixels = args.max_pixels
     except (FileNotFoundError, ValueError, SegmenterError) as exc:
         raise CommandError(str(exc)) from None
     t = time.perf_counter()

@@ -179,3 +179,26 @@ def test_a_rate_rounded_to_no_tokens_is_said(tmp_path, capsys):
     out = capsys.readouterr()
     assert "--mx 0.5 keeps floor(0.5 x 1) = 0" in out.err and "--ms" not in out.err
     assert json.loads(out.out)["n_x"] == 0
+
+
+def test_a_forged_huge_frame_is_refused_at_once(tmp_path, capsys):
+    """15 bytes that declare a 64x128 token grid cost the decoder 32 s and 1.5 GB when the limit was
+    8192 tokens; the default limit (2048) refuses them before any work."""
+    from sqgan_core.bitstream import FrameHeader, write_frame
+    from sqgan_core.codec import DEFAULT_MAX_TOKENS, Codec
+
+    codec = Codec.untrained("small")
+    header = FrameHeader(codec.model_id, 64, 128, 0, 0, 0, 0, 10, 10)
+    data = write_frame(header, np.full(64 * 128, -1), np.full(64 * 128, -1), codec.prior_x, codec.prior_s)
+    (tmp_path / "forged.sqg").write_bytes(data)
+    assert len(data) <= 32 and DEFAULT_MAX_TOKENS == 2048
+    assert main(["decode", str(tmp_path / "forged.sqg"), "-o", str(tmp_path / "x.png"), "--untrained"]) == 2
+    err = capsys.readouterr().err
+    assert "8192 tokens" in err and "limit of 2048" in err and "--max-tokens" in err
+
+
+def test_segment_refuses_an_image_above_its_pixel_bound(tmp_path, capsys):
+    write_rgb(tmp_path / "big.png", np.zeros((1100, 2000, 3), np.uint8))
+    assert main(["segment", str(tmp_path / "big.png"), "-o", str(tmp_path / "l.png")]) == 2
+    err = capsys.readouterr().err
+    assert "2000x1100" in err and "--max-pixels" in err and not (tmp_path / "l.png").exists()
