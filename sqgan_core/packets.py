@@ -379,7 +379,8 @@ class VehicleStats:
     packets_stale: int = 0  # arrived after a newer frame of the same vehicle was released
     packets_received: int = 0
     packets_lost: int = 0  # of frames that were emitted or lost, counted when they close
-    packets_late: int = 0  # arrived after their frame closed (not counted as lost)
+    packets_late: int = 0  # needed, but arrived after their frame closed (taken back out of packets_lost)
+    packets_redundant: int = 0  # info copies beyond the one the frame needed, arriving after it closed
     bytes_received: int = 0
     tokens_lost: int = 0
     resets: int = 0
@@ -394,7 +395,8 @@ class _VehicleState:
         self.last_emitted: int | None = None
         self.last_seen: float | None = None
         self.buffered = 0
-        self.closed: OrderedDict[int, set[int]] = OrderedDict()  # seq -> packet indices still missing
+        # seq -> (packet indices still missing that the frame needed, spare info copies not yet seen)
+        self.closed: OrderedDict[int, tuple[set[int], set[int]]] = OrderedDict()
         self.stats = VehicleStats()
 
 
@@ -490,11 +492,16 @@ class FrameAssembler:
         h = pkt.header
         st = self._vehicle(h.vehicle_id, now)
         if h.seq in st.closed:
-            missing = st.closed[h.seq]
+            missing, spare = st.closed[h.seq]
             if h.index in missing:
                 missing.discard(h.index)
                 st.stats.packets_lost -= 1
                 st.stats.packets_late += 1
+            elif h.index in spare:  # a redundant info copy after the frame was complete: received, not late
+                spare.discard(h.index)
+                st.stats.packets_redundant += 1
+                st.stats.packets_received += 1
+                st.stats.bytes_received += pkt.size
             else:
                 self.rejected["duplicate"] += 1
             return []
@@ -605,17 +612,22 @@ class FrameAssembler:
                     st.stats.frames_unseen += gap
             st.last_emitted = first_seq
             frame = self._finish(vid, part) if part.masks is not None else None
+            missing = set(range(part.count)) - part.received
+            spare: set[int] = set()
             if frame is None:
                 self._count_lost_frame(st, part)
             else:
-                st.stats.packets_lost += frame.packets_expected - frame.packets_received
+                # With the masks in, the info copies not yet seen were not needed: not lost.
+                spare = {j for j in missing if j >= (part.p or part.count)}
+                missing -= spare
+                st.stats.packets_lost += len(missing)
                 st.stats.tokens_lost += frame.tokens_lost
                 if frame.complete:
                     st.stats.frames_complete += 1
                 else:
                     st.stats.frames_partial += 1
                 out.append(frame)
-            st.closed[first_seq] = set(range(part.count)) - part.received
+            st.closed[first_seq] = (missing, spare)
             while len(st.closed) > self.closed_memory:
                 st.closed.popitem(last=False)
         return out

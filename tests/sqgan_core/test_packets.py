@@ -228,12 +228,31 @@ def test_memory_is_bounded_per_vehicle_and_in_vehicles():
     assert len(asm.vehicles) <= 4 and asm.rejected["vehicle_evicted"] >= 16
 
 
-def test_late_packets_are_not_counted_lost():
+def test_redundant_info_copies_are_received_not_lost_or_late():
+    """A clean, in-order stream: the frame completes before its second info copy arrives. That copy
+    was never needed, so it is neither lost when the frame closes nor late when it comes."""
     _, _, _, a = packetize(seq=7)
     asm = assembler()
     feed(asm, a[:-1])  # complete without the second info copy
-    assert asm.stats(3).packets_lost == 1
+    assert asm.stats(3).packets_lost == 0
     asm.push(a[-1], 0.0)
+    s = asm.stats(3)
+    assert s.packets_lost == 0 and s.packets_late == 0 and s.packets_redundant == 1
+    assert s.packets_received == len(a) and s.bytes_received == sum(len(p) for p in a)
+    for seq in range(8, 13):  # a stream of them: every packet received, none late
+        feed(asm, packetize(seq=seq, seed=seq)[3])
+    s = asm.stats(3)
+    assert s.packets_late == 0 and s.packets_lost == 0
+
+
+def test_needed_packets_that_come_late_are_taken_out_of_the_lost():
+    _, _, _, a = packetize(seq=7)
+    _, _, _, b = packetize(seq=8, seed=1)
+    asm = assembler()
+    feed(asm, a[:-3] + a[-2:])  # one index packet missing
+    feed(asm, b)  # the next frame closes frame 7 without it
+    assert asm.stats(3).packets_lost == 1
+    asm.push(a[-3], 0.0)
     s = asm.stats(3)
     assert s.packets_lost == 0 and s.packets_late == 1
 
