@@ -121,7 +121,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"perceptual term: {trainer.perceptual.detail}", file=sys.stderr)
     budget = None
     if args.max_minutes:
-        budget = max(args.max_minutes * 60 - (time.monotonic() - started), 1.0)
+        budget = max(args.max_minutes * 60 - (time.monotonic() - started), 0.0)  # 0: one step, then stop
     result = trainer.run(max_seconds=budget)
     # The joint stage ships best.pt, whose priors are fitted whenever it is saved; stage 3 keeps its
     # paper-recipe ending (priors on 500 frames into model.pt).

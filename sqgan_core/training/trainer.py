@@ -234,7 +234,7 @@ class Trainer:
         """Fraction of the run done: by steps, or by the wall clock when that ends it sooner."""
         p = self.step / max(self._total, 1)
         if self._deadline is not None:
-            p = max(p, (time.perf_counter() - self._t0) / self._deadline)
+            p = max(p, (time.perf_counter() - self._t0) / self._deadline) if self._deadline > 0 else 1.0
         return min(p, 1.0)
 
     def lr_factor(self) -> float:
