@@ -181,10 +181,15 @@ done
 wait $pj; sj=$?
 wait $ps; ss=$?
 copy_out
-log "joint exit $sj: $(tail -c 600 "$RUNS/joint.log" | tr '\r' '\n' | grep '^{' | tail -1)"
-log "segmenter exit $ss: $(tail -c 600 "$RUNS/segmenter.log" | tr '\r' '\n' | grep '^{' | tail -1)"
-[ $sj -eq 0 ] || tail -20 "$RUNS/joint.log"
-[ $ss -eq 0 ] || tail -20 "$RUNS/segmenter.log"
+# 143 = our SIGTERM at the hard deadline: the files each trainer saved last stand (they are atomic).
+for pair in "joint:$sj" "segmenter:$ss"; do
+  name=${pair%%:*}; code=${pair##*:}
+  case $code in
+    0) log "$name done: $(tail -c 600 "$RUNS/$name.log" | tr '\r' '\n' | grep '^{' | tail -1)" ;;
+    143) log "$name stopped at the deadline; its last saved files stand" ;;
+    *) log "$name FAILED (exit $code):"; tail -20 "$RUNS/$name.log" ;;
+  esac
+done
 
 # 5. codec latency on this device, both configs
 for cfg in small paper; do
@@ -197,4 +202,5 @@ for cfg in small paper; do
   rm -f "$OUT/bench_$cfg.json.tmp"
 done
 log "done; $OUT: $(ls "$OUT" | tr '\n' ' ')"
-[ $sj -eq 0 ] && [ $ss -eq 0 ]
+# success: both trainers ended by themselves or at the deadline, and their files came out
+[ -f "$OUT/sqgan_small.pt" ] && [ -f "$OUT/segmenter_fastscnn.pt" ] && [[ $sj =~ ^(0|143)$ ]] && [[ $ss =~ ^(0|143)$ ]]
