@@ -17,7 +17,7 @@ def test_the_trained_small_model_ships_with_its_priors():
     torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)  # no pickled code inside
     model, meta = load_checkpoint(DEFAULT_CHECKPOINT)
     assert model.config.name == "small"
-    assert meta["stage"] == "finetune" and meta["step"] > 0 and not meta.get("untrained")
+    assert meta["stage"] in ("finetune", "joint") and meta["step"] > 0 and not meta.get("untrained")
     assert meta["priors"]["used_codes_x"] > 1 and meta["priors"]["used_codes_s"] > 1
     # the priors are fitted, not uniform: the coder spends fewer bits than log2(J) per index
     prior = model.img_mq.index_prior.numpy()
