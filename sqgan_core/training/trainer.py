@@ -254,8 +254,8 @@ class Trainer:
         return sample_keep_fraction(self.rng, c.keep_grid, c.keep_grid_prob, *c.keep_range)
 
     def _image_losses(self, x_hat: torch.Tensor, x: torch.Tensor, lab: torch.Tensor, gan_on: bool
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(total, l2, perceptual, g_loss, gan weight). Every adversarial term, feature matching
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(total, l2, perceptual, g_loss, gan weight, the discriminator's fake). Every adversarial term, feature matching
         included, sits under taming's adaptive weight and its cap, so none can outweigh the l2 term."""
         rec = L.weighted_l2(x_hat, x, lab, self.img_table)
         fake = L.relevance_reinjection(x_hat, x, lab)
@@ -267,7 +267,7 @@ class Trainer:
             nll = rec + self.cfg.lambda_gradient * perc
         if not gan_on:
             zero = torch.zeros((), device=self.device)
-            return nll, rec, perc, zero, zero
+            return nll, rec, perc, zero, zero, fake
         g_loss = L.hinge_g_loss(self.disc_net(fake))
         if self.perceptual.module is None:
             g_loss = g_loss + self.cfg.lambda_feature_matching * feature_matching(self.disc, fake, x)
@@ -275,7 +275,7 @@ class Trainer:
             w = L.adaptive_weight(nll, g_loss, self.module.last_layer, self.cfg.gan_cap)
         except RuntimeError:  # no graph to the last layer (e.g. frozen): fall back to the cap
             w = torch.tensor(self.cfg.gan_cap, device=self.device)
-        return nll + w * g_loss, rec, perc, g_loss, w
+        return nll + w * g_loss, rec, perc, g_loss, w, fake
 
     def train_step(self) -> dict[str, float]:
         lr = self._set_lr()
@@ -290,8 +290,8 @@ class Trainer:
                 out = self.net(x, seg, m_x, m_s, true_map)
                 ce = L.weighted_cross_entropy(out["logits"].float(), lab, self.sem_table)
                 x_hat = out["x_hat"].float()
-                img_total, rec, perc, g_loss, w = self._image_losses(x_hat, x, lab, gan_on)
-                real, fake = x, L.relevance_reinjection(x_hat, x, lab)
+                img_total, rec, perc, g_loss, w, fake = self._image_losses(x_hat, x, lab, gan_on)
+                real = x
                 loss = ce + img_total + out["commit"]
                 logs = {"m": m_x, "m_s": m_s, "ce": float(ce.detach()), "perceptual": float(perc.detach()),
                         "gan_weight": float(w), "true_map": float(true_map)}
@@ -306,8 +306,8 @@ class Trainer:
             else:
                 out = self.net(x, seg, m_x, m_s)
                 x_hat = out["x_hat"].float()
-                img_total, rec, perc, g_loss, w = self._image_losses(x_hat, x, lab, gan_on)
-                real, fake = x, L.relevance_reinjection(x_hat, x, lab)
+                img_total, rec, perc, g_loss, w, fake = self._image_losses(x_hat, x, lab, gan_on)
+                real = x
                 loss = img_total + out["commit"]
                 logs = {"m": m_x, "perceptual": float(perc.detach()), "gan_weight": float(w)}
         self.opt.zero_grad(set_to_none=True)
