@@ -32,6 +32,7 @@ class TrainConfig:
     keep_grid_prob: float = 0.5  # else uniform on keep_range (see augment.sample_keep_fraction)
     keep_range: tuple[float, float] = (0.05, 1.0)
     image_weight_floor: float = 0.15  # every class gets at least this l2 weight (the paper's 0 left sky unsupervised)
+    semantic_lr_scale: float = 1.0  # joint stage: G_s's learning rate is lr times this (the image part's is lr)
     joint_true_map_prob: float = 0.25  # joint stage: share of steps G_x sees the true map instead of s_hat
     semantic_weights: dict[str, float] = field(default_factory=lambda: dict(SEMANTIC_WEIGHTS))
     image_weights: dict[str, float] = field(default_factory=lambda: dict(IMAGE_WEIGHTS))
@@ -88,6 +89,7 @@ def parse_train_config(data: Any, source: str = "<memory>") -> TrainConfig:
         (0 <= cfg.lr_min_ratio <= 1, "lr_min_ratio", "must be in [0, 1]"),
         (0 <= cfg.image_weight_floor <= 1, "image_weight_floor", "must be in [0, 1]"),
         (0 <= cfg.joint_true_map_prob <= 1, "joint_true_map_prob", "must be in [0, 1]"),
+        (0 < cfg.semantic_lr_scale <= 10, "semantic_lr_scale", "must be in (0, 10]"),
         (cfg.val_frames >= 1, "val_frames", "must be >= 1"),
         (cfg.val_seconds >= 0, "val_seconds", "must be >= 0"),
         (cfg.prior_frames >= 1, "prior_frames", "must be >= 1"),

@@ -277,6 +277,22 @@ def _trainer(dataset, tmp_path, stage="joint", **cfg):
                    CityscapesPairs(dataset, "val").pairs, tmp_path / "run", progress=False)
 
 
+def test_joint_stage_trains_the_semantic_half_at_its_own_learning_rate(dataset, tmp_path):
+    tr = _trainer(dataset, tmp_path, steps=2, semantic_lr_scale=0.25, warmup_steps=0, lr_min_ratio=1.0)
+    sem = {id(p) for p in tr.module.semantic.parameters()}
+    img_group, sem_group = tr.opt.param_groups
+    assert {id(p) for p in sem_group["params"]} == sem and not sem & {id(p) for p in img_group["params"]}
+    before = [p.detach().clone() for p in sem_group["params"]]
+    tr.run()
+    assert sem_group["lr"] == pytest.approx(0.25 * img_group["lr"]) and img_group["lr"] == pytest.approx(tr.cfg.lr)
+    assert any(not torch.equal(a, p) for a, p in zip(before, sem_group["params"]))  # G_s still learns
+    from sqgan_core.config import ConfigError
+    from sqgan_core.training.config import parse_train_config
+
+    with pytest.raises(ConfigError, match="semantic_lr_scale"):
+        parse_train_config({"semantic_lr_scale": 0})
+
+
 def test_joint_stage_keeps_the_best_checkpoint_by_validation_with_priors(dataset, tmp_path, monkeypatch):
     tr = _trainer(dataset, tmp_path, steps=6, val_every=2, ckpt_every=2)
     scores = iter([(0.30, 20.0), (0.25, 19.0), (0.31, 18.0)])  # step 2 best; step 6's mIoU gain < its dB loss
