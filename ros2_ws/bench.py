@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sqgan_core.cli import CommandError, int_in, positive_float, positive_int
+
 KEYS = ("fps", "fps_per_vehicle", "latency_ms_p50", "latency_ms_p95", "encode_ms_p50", "rsu_ms_p50", "frames_sent",
         "frames_decoded", "frames_recorded", "frames_dropped_at_vehicle", "frames_dropped_stale_at_rsu", "mean_bpp",
         "packets_lost", "wall_s", "stop_reason")
@@ -47,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
         for n in sorted({1, args.vehicles}):
             if not args.json:
                 print(f"[bench] {n} vehicle(s) on {device} ...", file=sys.stderr, flush=True)
-            cases.append(run_case(out_root / f"{device}_{n}v", n, device, args.frames, args.rate, model, args.profile))
+            try:
+                cases.append(run_case(out_root / f"{device}_{n}v", n, device, args.frames, args.rate, model,
+                                      args.profile))
+            except RuntimeError as exc:  # the graph ran but recorded nothing: say so in one line
+                raise CommandError(f"{n} vehicle(s) on {device}: {exc}") from None
     result = {
         "benchmark": "pipeline",
         "model": model_label(model),
@@ -68,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("pipeline", help="end-to-end ROS 2 pipeline FPS and latency (1 and N vehicles)")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
-    p.add_argument("--vehicles", type=int, default=4, help="vehicles in the multi-vehicle case (default 4)")
-    p.add_argument("--frames", type=int, default=20, help="RSU outputs per vehicle to record per case")
-    p.add_argument("--rate", type=float, default=10.0, help="camera rate in Hz (default 10)")
+    p.add_argument("--vehicles", type=int_in(1, 64), default=4, help="vehicles in the multi-vehicle case (default 4)")
+    p.add_argument("--frames", type=positive_int, default=20, help="RSU outputs per vehicle to record per case")
+    p.add_argument("--rate", type=positive_float, default=10.0, help="camera rate in Hz (default 10)")
     p.add_argument("--profile", default="clean", help="link profile (default clean)")
     p.add_argument("--model", help="checkpoint or untrained:<config> (default: configs/nodes/network.yaml)")
     p.add_argument("--out", help="keep each case's summary and logs here")

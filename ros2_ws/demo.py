@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ros2_ws.graph import GraphError, build, context, parse_params
-from ros2_ws.launcher import Supervisor
+from ros2_ws.launcher import Supervisor, preflight
 from ros2_ws.link.keys import generate_set
+from sqgan_core.cli import int_in, positive_float, positive_int
 
 
 def free_port() -> int:
@@ -42,12 +43,9 @@ def run_pipeline(out: Path, *, vehicles: int = 1, profile: str = "bursty_15pct",
                  quiet: bool = False, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the demo graph once; returns the recorder's summary (raises RuntimeError if none)."""
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    summary_path = out / "summary.json"
-    if summary_path.exists():
-        summary_path.unlink()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output folder {out} is a file")
     keys = out / "keys"
-    ensure_keys(keys, vehicles)
     port_link, port_rsu = free_port(), free_port()
     sets: dict[str, Any] = {
         "keys_dir": str(keys), "out_dir": str(out), "stats_out": str(out / "link_stats.json"), "profile": profile,
@@ -62,6 +60,12 @@ def run_pipeline(out: Path, *, vehicles: int = 1, profile: str = "bursty_15pct",
     for node, vals in (params or {}).items():
         p.setdefault(node, {}).update(vals)
     specs = build("demo", vehicles=vehicles, sets=sets, params=p)
+    preflight(specs)  # profile, scenario and model load here first: a typo never starts half a graph
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / "summary.json"
+    if summary_path.exists():
+        summary_path.unlink()
+    ensure_keys(keys, vehicles)
     env = dict(os.environ)
     env.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 199)))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -109,11 +113,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
     p.add_argument("--profile", default="bursty_15pct", help="link profile (default bursty_15pct)")
     p.add_argument("--model", help="checkpoint path or untrained:<config> (default: configs/nodes/network.yaml)")
-    p.add_argument("--vehicles", type=int, default=1)
-    p.add_argument("--frames", type=int, default=30, help="stop after this many decoded frames per vehicle")
-    p.add_argument("--sim-frames", type=int, default=300, help="frames the simulator publishes at most")
-    p.add_argument("--rate", type=float, default=10.0, help="camera rate in Hz (default 10)")
-    p.add_argument("--timeout", type=float, default=150.0, help="recording time limit in seconds")
+    p.add_argument("--vehicles", type=int_in(1, 64), default=1)
+    p.add_argument("--frames", type=positive_int, default=30, help="stop after this many decoded frames per vehicle")
+    p.add_argument("--sim-frames", type=positive_int, default=300, help="frames the simulator publishes at most")
+    p.add_argument("--rate", type=positive_float, default=10.0, help="camera rate in Hz (default 10)")
+    p.add_argument("--timeout", type=positive_float, default=150.0, help="recording time limit in seconds")
     p.add_argument("--scenario", help="simulator scenario (default: configs/nodes/network.yaml)")
     p.add_argument("--param", action="append", default=[], metavar="NODE.PARAM=VALUE")
     p.set_defaults(func=run)

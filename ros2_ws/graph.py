@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from sqgan_core.config import load_yaml
+from sqgan_core.errors import InputError
 
 from ros2_ws.link.channel import config_dir
 
@@ -30,7 +31,7 @@ GRAPHS: dict[str, tuple[str, ...]] = {
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class GraphError(ValueError):
+class GraphError(InputError, ValueError):
     """A node description that does not build; the message names the file and the field."""
 
 

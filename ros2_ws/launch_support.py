@@ -26,7 +26,7 @@ def spec_to_action(spec: NodeSpec) -> Any:
     if spec.env:
         kw["additional_env"] = spec.env
     if spec.required:
-        kw["on_exit"] = Shutdown(reason=f"{spec.name} finished")
+        kw["on_exit"] = Shutdown(reason=f"{spec.name} exited (required)")
     return Node(**kw)
 
 

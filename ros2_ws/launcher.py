@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from ros2_ws.graph import GRAPHS, GraphError, NodeSpec, build, command, context, parse_assignments, parse_params
+from sqgan_core.cli import int_in, positive_float
 
 
 @dataclass
@@ -174,7 +175,7 @@ def add_graph_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keys", help="key directory from `sqgan keys` (sets {keys_dir})")
     p.add_argument("--profile", help="link profile name or YAML (sets {profile})")
     p.add_argument("--model", help="model for the vehicle and the RSU: checkpoint path or untrained:<config>")
-    p.add_argument("--vehicles", type=int, default=1, help="number of vehicle encoders (ids 0..N-1)")
+    p.add_argument("--vehicles", type=int_in(1, 64), default=1, help="number of vehicle encoders (ids 0..N-1)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a value of configs/nodes/network.yaml (repeatable)")
     p.add_argument("--param", action="append", default=[], metavar="NODE.PARAM=VALUE",
@@ -222,6 +223,7 @@ def preflight(specs) -> None:
     from ros2_ws.link.channel import ProfileError, load_profile
     from sqgan_core.cli import CommandError
 
+    checked: set[str] = set()
     for spec in specs:
         args = list(spec.arguments)
         if "--profile" in args[:-1]:
@@ -238,8 +240,16 @@ def preflight(specs) -> None:
             except (ScenarioError, OSError) as exc:
                 raise CommandError(f"{spec.name}: {exc}") from None
         model = spec.parameters.get("model")
-        if isinstance(model, str) and model and not model.startswith("untrained:") and not Path(model).is_file():
-            raise CommandError(f"{spec.name}: model checkpoint {model} does not exist")
+        if isinstance(model, str) and model and not model.startswith("untrained:") and model not in checked:
+            if not Path(model).is_file():
+                raise CommandError(f"{spec.name}: model checkpoint {model} does not exist")
+            from sqgan_core.checkpoint import CheckpointError, load_checkpoint
+
+            try:  # a file that is not a checkpoint fails here, not in every codec node at once
+                load_checkpoint(model)
+            except CheckpointError as exc:
+                raise CommandError(f"{spec.name}: {exc}") from None
+            checked.add(model)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -270,6 +280,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="values of configs/nodes/network.yaml as ros2 launch takes them, e.g. profile:=clean "
                         "(the same as --set NAME=VALUE)")
     add_graph_arguments(p)
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     p.add_argument("--dry-run", action="store_true", help="print the node specs as JSON and exit")
     p.set_defaults(func=run)

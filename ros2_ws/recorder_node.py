@@ -167,6 +167,8 @@ class PipelineRecorder(Node):
         firsts = [t.first for t in self.tracks.values() if t.first is not None]
         lasts = [t.last for t in self.tracks.values() if t.last is not None]
         span = (max(lasts) - min(firsts)) if firsts and lasts else 0.0
+        sent = self._diag_sum("sqgan vehicle:", "packets_sent")
+        received = self._diag_sum("sqgan rsu: vehicle_", "packets_arrived")
         bits = self._diag_sum("sqgan vehicle:", "bytes_sent")
         pixels = self._diag_sum("sqgan vehicle:", "pixels_sent")
         lat = np.array(self.latencies) if self.latencies else None
@@ -188,8 +190,11 @@ class PipelineRecorder(Node):
             "frames_decoded": num(self._diag_sum("sqgan rsu: vehicle_", "frames_decoded")),
             "frames_recorded": outputs,
             "packets_sent": num(self._diag_sum("sqgan vehicle:", "packets_sent")),
-            "packets_lost": num(self._diag_sum("sqgan rsu: vehicle_", "packets_lost")),
+            "packets_arrived": num(received),
+            "packets_lost": num(sent - received) if sent is not None and received is not None else None,
+            "packets_missing": num(self._diag_sum("sqgan rsu: vehicle_", "packets_missing")),
             "link_packets_dropped": None if link is None else link.get("dropped_total"),
+            "link_packets_duplicated": None if link is None else link.get("duplicated"),
             "mean_bpp": num(8 * bits / pixels, 5) if bits and pixels else None,
             "miou_seg_recon": num(seg.get("recon")),
             "miou_seg_orig": num(seg.get("orig")),
@@ -203,7 +208,8 @@ class PipelineRecorder(Node):
             "vehicles": len(self.vids),
             "frames_dropped_at_vehicle": num(self._diag_sum("sqgan vehicle:", "frames_dropped_busy")),
             "frames_dropped_stale_at_rsu": num(self._diag_sum("sqgan rsu: vehicle_", "frames_dropped_stale")),
-            "frames_lost_on_link": num(self._diag_sum("sqgan rsu: vehicle_", "frames_lost")),
+            "frames_lost_on_link": num(sum(self._diag_sum("sqgan rsu: vehicle_", k) or 0
+                                           for k in ("frames_lost", "frames_unseen"))),
             "frames_decoded_incomplete": num(self._diag_sum("sqgan rsu: vehicle_", "frames_decoded_incomplete")),
             "tokens_lost": num(self._diag_sum("sqgan rsu: vehicle_", "tokens_lost")),
             "encode_ms_p50": num(self._diag_sum("sqgan vehicle:", "encode_ms_p50") / len(self.vids), 1)
@@ -216,7 +222,11 @@ class PipelineRecorder(Node):
                                   "(miou_seg_orig: the same segmenter on the camera image)",
                 "miou_shat": "RSU's decoded semantic map vs the simulator's exact labels",
                 "latency": "camera image arrival -> RSU image arrival, both at the recorder (same host clock)",
-                "mean_bpp": "all packet bytes (headers, CRCs, redundant info) per camera pixel",
+                "mean_bpp": "all packet bytes the vehicles sent (headers, CRCs, redundant info) per camera pixel",
+                "packets_lost": "packets_sent - packets_arrived: sent by a vehicle, never reached the RSU "
+                                "(link_packets_dropped - link_packets_duplicated, plus any in flight at the stop)",
+                "packets_missing": "packets the RSU's closed frames needed and did not get (no spare info copies)",
+                "frames_lost_on_link": "frames the RSU could not decode: masks never arrived, or no packet did",
             },
             "profile": self.p["profile"],
             "model": model_label(self.p["model"]),

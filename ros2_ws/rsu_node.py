@@ -218,7 +218,9 @@ class RsuDecoder(Node):
                     v["frames_decoded"] = o.frames_decoded
                     v["frames_decoded_incomplete"] = o.frames_incomplete
                     v["publish_errors"] = o.publish_errors
-                    v["bpp"] = o.bits / o.pixels if o.pixels else 0.0
+                    # bits that arrived for the frames decoded, per pixel: below the vehicle's bpp (bits
+                    # sent) when packets are lost, so it has its own name (docs/pipeline.md)
+                    v["bpp_received"] = o.bits / o.pixels if o.pixels else 0.0
                     v.update(o.latency_ms.summary("latency_ms"))
                     v.update(o.rsu_ms.summary("rsu_ms"))
                     if o.sim_stamps:

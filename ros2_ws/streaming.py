@@ -24,6 +24,7 @@ from sqgan_core.bitstream import DOWNSAMPLE
 from sqgan_core.checkpoint import CheckpointError, default_checkpoint
 from sqgan_core.codec import Codec, DecodedFrame
 from sqgan_core.config import ConfigError
+from sqgan_core.errors import InputError
 from sqgan_core.models import Tokens
 from sqgan_core.packets import (
     AssembledFrame,
@@ -37,7 +38,7 @@ log = logging.getLogger("sqgan.streaming")
 UNTRAINED_PREFIX = "untrained:"
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(InputError, ValueError):
     """A `model` parameter that names nothing loadable; the message says what to pass instead."""
 
 

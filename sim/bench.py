@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from sqgan_core.cli import CommandError
+from sqgan_core.cli import CommandError, int_in, non_negative_int, positive_int
 
 
 def run_bench(scenario: str = "default", frames: int = 200, warmup: int = 20, cores: int = 1,
@@ -89,9 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sim", help="embedded simulator render speed (RGB + labels)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--scenario", default="default")
-    p.add_argument("--frames", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--cores", type=int, default=1, help="pin to this many cores (0: no pinning)")
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--frames", type=positive_int, default=200)
+    p.add_argument("--warmup", type=non_negative_int, default=20)
+    p.add_argument("--cores", type=non_negative_int, default=1, help="pin to this many cores (0: no pinning)")
+    p.add_argument("--width", type=int_in(16, 8192), default=None)
+    p.add_argument("--height", type=int_in(16, 8192), default=None)
     p.set_defaults(func=cmd_bench)

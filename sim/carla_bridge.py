@@ -25,6 +25,7 @@ from sim.carla_tags import bgra_to_rgb, parse_version, tag_set_for_version, tags
 from sim.frame import TICK_SECONDS, Pose, SimFrame
 from sim.scenario import ScenarioConfig
 from sim.source import SourceBase
+from sqgan_core.errors import InputError
 
 MIN_VERSION = (0, 9, 13)
 
@@ -33,7 +34,7 @@ class CarlaUnavailable(ImportError):
     """The carla Python package is missing or too old."""
 
 
-class CarlaConnectionError(ConnectionError):
+class CarlaConnectionError(InputError, ConnectionError):
     """The CARLA server could not be reached within the configured timeout."""
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sqgan_core.cli import CommandError
+from sqgan_core.cli import CommandError, int_in, positive_int
 
 
 def _scenario(args: argparse.Namespace):
@@ -122,9 +122,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda _a: (p.print_help(), 2)[1])
 
     e = sub.add_parser("export", help="write N frames in the Cityscapes layout and print JSON statistics")
-    e.add_argument("--frames", type=int, required=True)
+    e.add_argument("--frames", type=positive_int, required=True)
     e.add_argument("--seed", type=int, default=None, help="overrides the scenario seed")
-    e.add_argument("--stride", type=int, default=1,
+    e.add_argument("--stride", type=positive_int, default=1,
                    help="keep every N-th tick (20 Hz): N frames apart cover N times the drive at the same cost "
                         "in PNGs; the embedded simulator skips rendering the others")
     e.add_argument("--out", required=True)
@@ -132,8 +132,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--split", default="train")
     e.add_argument("--city", default=None, help="city folder name (default: <scenario><seed>)")
     e.add_argument("--source", choices=("embedded", "carla"), default=None)
-    e.add_argument("--width", type=int, default=None)
-    e.add_argument("--height", type=int, default=None)
+    e.add_argument("--width", type=int_in(16, 8192), default=None)
+    e.add_argument("--height", type=int_in(16, 8192), default=None)
     e.add_argument("--fov", type=float, default=None)
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--compact", action="store_true", help="one-line JSON")

@@ -19,12 +19,13 @@ import yaml
 from sqgan_core.config import load_yaml
 
 from sim.frame import TICK_SECONDS, CameraIntrinsics
+from sqgan_core.errors import InputError
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
 TURNS = ("straight", "left", "right")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError, ValueError):
     """A scenario file or override is invalid; the message names the field."""
 
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sqgan_core.cli import keep_fraction, positive_int
+from sqgan_core.cli import int_in, keep_fraction, non_negative_int, positive_int
 from sqgan_core.cli.model_options import add_model_options, codec_from_args
 from sqgan_core.codec import Codec
 
@@ -23,13 +23,13 @@ from sqgan_core.codec import Codec
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("codec", help="codec latency per stage and parameter counts",
                        description="Time each codec stage on CPU (and CUDA when available); prints JSON.")
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--height", type=int_in(16, 4096), default=256)
+    p.add_argument("--width", type=int_in(16, 4096), default=512)
     p.add_argument("--mx", type=keep_fraction, default=0.5, help="fraction of image tokens kept (default 0.5)")
     p.add_argument("--ms", type=keep_fraction, default=0.5, help="fraction of semantic tokens kept (default 0.5)")
     p.add_argument("--iters", type=positive_int, default=30, help="timed iterations per stage (default 30)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--warmup", type=non_negative_int, default=3)
+    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-cuda", action="store_true", help="skip the CUDA run even when a GPU exists")
     p.add_argument("--json", action="store_true", help="print one JSON object (the default output is also JSON, "
                                                        "indented)")

@@ -36,6 +36,7 @@ from sqgan_core.entropy import (
     encode_mask,
     words_to_bytes,
 )
+from sqgan_core.errors import InputError
 
 MAGIC = b"SQ"
 VERSION = 1
@@ -46,7 +47,7 @@ HEADER_SIZE = _HEAD.size + 2
 MASKED = -1
 
 
-class FrameError(ValueError):
+class FrameError(InputError, ValueError):
     """A byte string that is not a decodable SQ-GAN frame for this decoder; the message says why."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from sqgan_core.config import ConfigError, ModelConfig, load_config, parse_config
+from sqgan_core.errors import InputError
 from sqgan_core.models import SQGAN
 
 FORMAT = "sqgan-checkpoint"
@@ -26,7 +27,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "sqgan_small.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     """A checkpoint that is missing, unreadable or not an SQ-GAN checkpoint."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from sqgan_core.errors import InputError
 from sqgan_core.labels import NUM_CLASSES
 
 
@@ -35,7 +36,7 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A model configuration that cannot be used; the message names the file and field."""
 
 
@@ -171,20 +172,26 @@ def config_dirs() -> list[Path]:
     return dirs
 
 
-def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
-    """A path to a YAML file, or a bare name such as `small` looked up in configs/model/."""
+def find_config(kind: str, name_or_path: str | os.PathLike[str]) -> Path:
+    """A path to a YAML file, or a bare name such as `small` looked up in configs/<kind>/ of every
+    config_dirs() entry, so commands work from any working directory and from an installed package."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.is_file():
-            raise ConfigError(f"model config file not found: {p}")
+            raise ConfigError(f"{kind} config file not found: {p}")
         return p
     tried = []
     for d in config_dirs():
-        cand = d / "model" / f"{name_or_path}.yaml"
+        cand = d / kind / f"{name_or_path}.yaml"
         tried.append(str(cand))
         if cand.is_file():
             return cand
-    raise ConfigError(f"unknown model config {str(name_or_path)!r}; looked in: {', '.join(tried)}")
+    raise ConfigError(f"unknown {kind} config {str(name_or_path)!r}; looked in: {', '.join(tried)}")
+
+
+def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """A path to a YAML file, or a bare name such as `small` looked up in configs/model/."""
+    return find_config("model", name_or_path)
 
 
 def load_config(name_or_path: str | os.PathLike[str]) -> ModelConfig:

@@ -48,6 +48,7 @@ from sqgan_core.entropy import (
     encode_mask,
     words_to_bytes,
 )
+from sqgan_core.errors import InputError
 
 MAGIC = b"Sp"
 VERSION = 1
@@ -67,7 +68,7 @@ MAX_FRAME_ID = 63
 SEQ_MODULUS = 1 << 16
 
 
-class PacketError(ValueError):
+class PacketError(InputError, ValueError):
     """A byte string that is not a usable packet; `reason` is a short counter key (e.g. "bad_crc")."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -377,9 +378,13 @@ class VehicleStats:
     frames_lost: int = 0  # packets arrived but the masks never did
     frames_unseen: int = 0  # sequence gaps: not one packet arrived
     packets_stale: int = 0  # arrived after a newer frame of the same vehicle was released
-    packets_received: int = 0
-    packets_lost: int = 0  # of frames that were emitted or lost, counted when they close
-    packets_late: int = 0  # needed, but arrived after their frame closed (taken back out of packets_lost)
+    packets_arrived: int = 0  # every packet of this vehicle that parsed: stale, late, duplicate ones too
+    packets_received: int = 0  # of those, the ones stored into a frame or counted as a spare copy
+    # Packets a closed frame needed (its index packets and one info copy) that had not arrived when it
+    # closed. Not the wire loss: spare info copies and frames of which nothing arrived are not in it
+    # (the demo's packets_lost is packets sent minus packets_arrived; docs/pipeline.md "Counting loss").
+    packets_missing: int = 0
+    packets_late: int = 0  # needed, but arrived after their frame closed (taken back out of packets_missing)
     packets_redundant: int = 0  # info copies beyond the one the frame needed, arriving after it closed
     bytes_received: int = 0
     tokens_lost: int = 0
@@ -491,11 +496,12 @@ class FrameAssembler:
     def _accept(self, pkt: Packet, now: float, sender: str | None) -> list[AssembledFrame]:
         h = pkt.header
         st = self._vehicle(h.vehicle_id, now)
+        st.stats.packets_arrived += 1
         if h.seq in st.closed:
             missing, spare = st.closed[h.seq]
             if h.index in missing:
                 missing.discard(h.index)
-                st.stats.packets_lost -= 1
+                st.stats.packets_missing -= 1
                 st.stats.packets_late += 1
             elif h.index in spare:  # a redundant info copy after the frame was complete: received, not late
                 spare.discard(h.index)
@@ -620,7 +626,7 @@ class FrameAssembler:
                 # With the masks in, the info copies not yet seen were not needed: not lost.
                 spare = {j for j in missing if j >= (part.p or part.count)}
                 missing -= spare
-                st.stats.packets_lost += len(missing)
+                st.stats.packets_missing += len(missing)
                 st.stats.tokens_lost += frame.tokens_lost
                 if frame.complete:
                     st.stats.frames_complete += 1
@@ -635,7 +641,7 @@ class FrameAssembler:
     @staticmethod
     def _count_lost_frame(st: _VehicleState, part: _Partial) -> None:
         st.stats.frames_lost += 1
-        st.stats.packets_lost += part.count - len(part.received)
+        st.stats.packets_missing += part.count - len(part.received)
 
     def _finish(self, vid: int, part: _Partial) -> AssembledFrame | None:
         info = part.info

@@ -23,9 +23,10 @@ import numpy as np
 import yaml
 
 from sqgan_core.config import load_yaml
+from sqgan_core.errors import InputError
 
 
-class ProfileError(ValueError):
+class ProfileError(InputError, ValueError):
     """A link profile that does not validate; the message names the file and the field."""
 
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -20,10 +21,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import zmq
+
 from ros2_ws.link.channel import LinkProfile, ProfileError, load_profile
 from ros2_ws.link.keys import KeyFileError
 from ros2_ws.link.shaper import LinkShaper
 from ros2_ws.link.transport import RELAY_TAG, Receiver, Sender
+from sqgan_core.cli import positive_float
 
 log = logging.getLogger("sqgan.link")
 
@@ -92,16 +96,28 @@ class LinkEmulator:
         self.back.close()
 
 
+_ENDPOINT = re.compile(r"^(tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\*|\d{1,5})|ipc://\S+|inproc://\S+)$")
+
+
+def zmq_endpoint(text: str) -> str:
+    """argparse type for --listen/--forward: a ZeroMQ endpoint (tcp://host:port, ipc://path,
+    inproc://name), checked while parsing; ZeroMQ itself only says "Invalid argument" at bind time."""
+    m = _ENDPOINT.match(text)
+    if not m or (m.group(3) not in (None, "*") and not 0 < int(m.group(3)) < 65536):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a ZeroMQ endpoint (e.g. tcp://127.0.0.1:5555)")
+    return text
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="clean", help="link profile: a name in configs/links/ or a YAML path")
-    p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"endpoint vehicles connect to ({DEFAULT_LISTEN})")
-    p.add_argument("--forward", default=DEFAULT_FORWARD, help=f"the RSU's endpoint ({DEFAULT_FORWARD})")
+    p.add_argument("--listen", type=zmq_endpoint, default=DEFAULT_LISTEN, help=f"endpoint vehicles connect to ({DEFAULT_LISTEN})")
+    p.add_argument("--forward", type=zmq_endpoint, default=DEFAULT_FORWARD, help=f"the RSU's endpoint ({DEFAULT_FORWARD})")
     p.add_argument("--keys", type=Path, help="key directory from `sqgan keys` (link.key_secret, rsu.key, allowed/)")
     p.add_argument("--secret-key", type=Path, help="this link's .key_secret (default: KEYS/link.key_secret)")
     p.add_argument("--server-key", type=Path, help="the RSU's public .key (default: KEYS/rsu.key)")
     p.add_argument("--allow", type=Path, help="allow-list directory of vehicle keys (default: KEYS/allowed)")
     p.add_argument("--seed", type=int, help="override the profile's seed")
-    p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until signalled)")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds (default: run until signalled)")
     p.add_argument("--stats-out", type=Path, help="write the drop counters here (JSON, refreshed every second)")
 
 
@@ -127,6 +143,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         from sqgan_core.cli import CommandError
 
         raise CommandError(str(exc)) from None
+    except zmq.ZMQError as exc:  # e.g. the port is taken
+        from sqgan_core.cli import CommandError
+
+        raise CommandError(f"cannot open {args.listen} -> {args.forward}: {exc}") from None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: emu.stop_event.set())
     log.info("profile %s (expected loss %.1f%%): %s -> %s", profile.name, 100 * profile.expected_loss(),

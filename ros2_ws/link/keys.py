@@ -18,11 +18,13 @@ from typing import Callable
 import zmq
 import zmq.auth
 
+from sqgan_core.errors import InputError
+
 ROLES = ("vehicle", "relay", "rsu")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 
 
-class KeyFileError(ValueError):
+class KeyFileError(InputError, ValueError):
     """A missing or malformed key file; the message names the file."""
 
 

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ros2_ws.link.keys import KeyFileError, generate, generate_set
+from sqgan_core.cli import int_in, non_negative_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,10 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Writes zmq certificates (<name>.key, <name>.key_secret) and an "
                                           "allowed/ directory of the public keys the RSU accepts.")
     p.add_argument("--out", type=Path, default=Path("keys"), help="key directory (default: keys/)")
-    p.add_argument("--vehicles", type=int, default=1, help="how many vehicle keys in a full set (default 1)")
-    p.add_argument("--first-vehicle-id", type=int, default=0)
+    p.add_argument("--vehicles", type=int_in(1, 256), default=1, help="how many vehicle keys in a full set (default 1)")
+    p.add_argument("--first-vehicle-id", type=non_negative_int, default=0)
     p.add_argument("--name", help="generate only this one key pair (with --role, --vehicle-id)")
     p.add_argument("--role", default="vehicle", choices=("vehicle", "relay", "rsu"))
-    p.add_argument("--vehicle-id", type=int)
+    p.add_argument("--vehicle-id", type=non_negative_int)
     p.add_argument("--force", action="store_true", help="overwrite existing keys")
     p.set_defaults(func=run)

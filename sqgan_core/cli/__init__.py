@@ -9,6 +9,8 @@ import sys
 from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
+from sqgan_core.errors import InputError
+
 
 class CommandError(Exception):
     """An error a user can fix (bad path, bad option); printed without a traceback."""
@@ -35,6 +37,63 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for --warmup, --threads, --workers: 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """argparse type for a whole number in [low, high] (vehicle counts, image sides)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number in {low}..{high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {value}")
+        return value
+
+    parse.__name__ = f"int in {low}..{high}"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """argparse type for durations, rates and learning rates: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """argparse type for --device: a torch device this machine has, checked before any model loads
+    (torch's own error comes as a traceback, and a missing GPU only shows at the first tensor)."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available on this machine (use cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text}: only cpu and cuda devices are supported")
+    return text
 
 
 def _load_group(group: str) -> list[tuple[str, Callable[[argparse._SubParsersAction], None]]]:
@@ -65,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_name(args: argparse.Namespace) -> str:
+    sub = getattr(args, "target", None) or getattr(args, "sim_command", None) or getattr(args, "stage", None)
+    return f"{args.command} {sub}" if isinstance(sub, str) else str(args.command)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -73,8 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except CommandError as exc:
-        print(f"sqgan {args.command}: error: {exc}", file=sys.stderr)
+    except (CommandError, InputError, OSError) as exc:
+        # InputError: a bad file, config, frame or key a user can fix; OSError: the file system said no
+        # (a path that is a file, no permission, a full disk). Both are one line, never a traceback.
+        print(f"sqgan {_command_name(args)}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

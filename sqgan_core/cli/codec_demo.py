@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sqgan_core.cli import CommandError
+from sqgan_core.cli import CommandError, positive_int
 from sqgan_core.cli.model_options import add_model_options, codec_from_args
 
 DEFAULT_RATES = ((0.2, 0.2), (0.5, 0.5), (1.0, 1.0))
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "at several (m_x, m_s); writes summary.json, strip.png and rate.png to --out.")
     p.add_argument("--data", type=Path, required=True, help="Cityscapes-layout root (e.g. from `sqgan sim export`)")
     p.add_argument("--split", default=None, help="only this split (default: all)")
-    p.add_argument("--frames", type=int, default=8, help="how many frames (default 8)")
+    p.add_argument("--frames", type=positive_int, default=8, help="how many frames (default 8)")
     p.add_argument("--rates", type=_rates, default=list(DEFAULT_RATES),
                    help="(m_x, m_s) pairs, e.g. '0.2,0.2;0.5,0.5;1,1' (default)")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory (default out/demo)")

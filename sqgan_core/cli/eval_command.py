@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sqgan_core.cli import CommandError
+from sqgan_core.cli import CommandError, positive_int
 from sqgan_core.cli.codec_demo import _rates
 from sqgan_core.cli.model_options import add_model_options, codec_from_args
 
@@ -42,9 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "uses 1-500, validation 501-999")
     p.add_argument("--split", default=None, help="split of --data (default: all)")
     add_scenario_option(p)
-    p.add_argument("--frames", type=int, default=100,
+    p.add_argument("--frames", type=positive_int, default=100,
                    help="frames in all (default 100), split evenly over the scenarios with --scenario all")
-    p.add_argument("--stride", type=int, default=5,
+    p.add_argument("--stride", type=positive_int, default=5,
                    help="simulator ticks from one kept frame to the next (default 5: 4 Hz); the ticks between "
                         "are advanced without rendering")
     p.add_argument("--grid", type=_rates, default=None, help="(m_x, m_s) pairs, e.g. '0.2,0.2;0.5,0.5'; default "
@@ -54,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "same frames, without JPEG 2000, and add `baseline` and `comparison` to the JSON: "
                         "`better` is true only when the candidate (--model) beats it on both mIoU(s_hat) and "
                         "PSNR at (0.5, 0.5), which is added to --grid when missing")
-    p.add_argument("--segmenter", type=Path, help="segmenter checkpoint (default: the shipped one, if any)")
+    p.add_argument("--segmenter", type=Path,
+                   help="segmenter checkpoint (default: the shipped one; its figures are null with the reason when "
+                        "it or mmsegmentation is missing); 'none' skips the segmenter figures")
     p.add_argument("--no-jpeg2000", action="store_true", help="skip the JPEG 2000 references (faster)")
     p.add_argument("--json", action="store_true", help="one-line JSON (default: indented)")
     p.add_argument("-o", "--output", type=Path, help="also write the JSON here")
@@ -197,13 +199,26 @@ def load_segmenter(path: Path | None):
 def _run(args: argparse.Namespace) -> int:
     from sqgan_core.evaluation import OPERATING_POINT, PAPER_GRID, compare, evaluate
 
+    from sqgan_core.imageio import check_output_path
+
     grid = list(args.grid or PAPER_GRID)
-    codec = codec_from_args(args)  # both models load before the frames are rendered: a bad path fails fast
+    try:  # outputs are checked before minutes of rendering and coding, not after
+        for path, kind in ((args.output, "file"), (args.plot, "rgb")):
+            if path is not None:
+                check_output_path(path, kind)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    codec = codec_from_args(args)  # every model loads before the frames are rendered: a bad path fails fast
     baseline = baseline_codec(args.baseline, args.device) if args.baseline else None
     if baseline is not None and OPERATING_POINT not in grid:
         grid.append(OPERATING_POINT)  # the comparison needs it; the extra row costs one grid point
+    if args.segmenter is not None and str(args.segmenter).lower() == "none":
+        segmenter, note = None, "segmenter disabled by --segmenter none"
+    else:
+        segmenter, note = load_segmenter(args.segmenter)
+        if segmenter is None and args.segmenter is not None:
+            raise CommandError(f"--segmenter: {note}")  # asked for by path: never evaluated without it
     frames, source = held_out_frames(args.data, args.split, args.seed, args.scenario, args.frames, args.stride)
-    segmenter, note = load_segmenter(args.segmenter)
     result = evaluate(codec, frames, grid, segmenter, note, not args.no_jpeg2000)
     result["source"] = source
     if not args.data:

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from sqgan_core.checkpoint import CheckpointError, default_checkpoint
-from sqgan_core.cli import CommandError, positive_int
+from sqgan_core.cli import CommandError, device_name, positive_int
 from sqgan_core.codec import DEFAULT_MAX_TOKENS, Codec
 from sqgan_core.config import ConfigError
 
@@ -18,7 +18,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "its reconstructions are noise)")
     g.add_argument("--config", default="small", help="model config for --untrained: a name in configs/model/ "
                                                       "or a YAML path (default: small)")
-    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    g.add_argument("--device", type=device_name, default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     g.add_argument("--max-tokens", type=positive_int, default=DEFAULT_MAX_TOKENS,
                    help=f"largest token grid encoded or decoded (default {DEFAULT_MAX_TOKENS} = a 512x1024 "
                         "frame): bounds the decoder's time and memory for any frame, forged ones included")

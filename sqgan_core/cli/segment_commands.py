@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from sqgan_core.cli import CommandError, positive_int
+from sqgan_core.cli import CommandError, device_name, int_in, non_negative_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="trainId PNG to write")
     p.add_argument("--model", type=Path, help="segmenter checkpoint (default: the shipped one)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_name, default="cpu")
     p.add_argument("--json", action="store_true", help="print timing and class histogram as JSON")
     p.add_argument("--max-pixels", type=positive_int, default=2048 * 1024,
                    help="largest image segmented (default 2048x1024 pixels): bounds time and memory")
@@ -27,18 +27,18 @@ def register_training(stages: argparse._SubParsersAction) -> None:
     s.add_argument("--data", type=Path, required=True, help="Cityscapes-layout root with train/ and val/ splits")
     s.add_argument("--work-dir", type=Path, default=Path("runs/segmenter"), help="mmengine work dir")
     s.add_argument("-o", "--output", type=Path, required=True, help="weights-only checkpoint to write")
-    s.add_argument("--iters", type=int, default=8000)
-    s.add_argument("--batch-size", type=int, default=8)
-    s.add_argument("--crop", type=int, nargs=2, default=(256, 512), metavar=("H", "W"),
+    s.add_argument("--iters", type=positive_int, default=8000)
+    s.add_argument("--batch-size", type=positive_int, default=8)
+    s.add_argument("--crop", type=int_in(32, 4096), nargs=2, default=(256, 512), metavar=("H", "W"),
                    help="training crop (default 256 512; 128 256 is 4x cheaper on a CPU)")
-    s.add_argument("--val-interval", type=int, default=1000)
-    s.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: in-process)")
+    s.add_argument("--val-interval", type=positive_int, default=1000)
+    s.add_argument("--workers", type=non_negative_int, default=0, help="data-loading worker processes (default 0: in-process)")
     s.add_argument("--resume", action="store_true", help="resume from the work dir's last checkpoint")
     s.add_argument("--init", help="segmenter checkpoint to start from, or 'shipped' for the shipped weights")
-    s.add_argument("--max-minutes", type=float, help="stop after this much training time; the learning rate "
+    s.add_argument("--max-minutes", type=positive_float, help="stop after this much training time; the learning rate "
                                                      "decays to this deadline")
-    s.add_argument("--val-seconds", type=float, help="also validate and export the best model at least this often")
-    s.add_argument("--lr", type=float, default=0.05, help="base SGD learning rate (default 0.05; 0.01 to fine-tune)")
+    s.add_argument("--val-seconds", type=positive_float, help="also validate and export the best model at least this often")
+    s.add_argument("--lr", type=positive_float, default=0.05, help="base SGD learning rate (default 0.05; 0.01 to fine-tune)")
     s.set_defaults(func=_train)
 
 

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from sqgan_core.cli import CommandError
+from sqgan_core.cli import CommandError, device_name, non_negative_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,26 +33,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("--config", default="small", help="model config for a fresh stage-1 or stage-2 run (default small)")
         s.add_argument("--init", help="checkpoint to start from, or 'shipped' for the shipped weights (required "
                                        "for finetune; stage 2 trains on the true map and can start fresh beside stage 1)")
-        s.add_argument("--train-config", type=Path, help="training YAML (configs/train/...)")
-        s.add_argument("--steps", type=int, help="override the config's step count")
+        s.add_argument("--train-config", type=Path, help="training YAML: a path, or a name in configs/train/ (e.g. small_cpu_joint)")
+        s.add_argument("--steps", type=positive_int, help="override the config's step count")
         s.add_argument("--resume", action="store_true", help="continue the run in --out")
         if stage == "finetune":
             s.add_argument("--semantic-from", type=Path,
                            help="take G_s (the frozen semantic pipeline) from this checkpoint instead of --init's, "
                                 "so stage 2 can run beside stage 1 and stage 3 joins them")
-        s.add_argument("--max-minutes", type=float,
+        s.add_argument("--max-minutes", type=positive_float,
                        help="stop after this much training time, validated and checkpointed (resume with --resume)")
-        s.add_argument("--device", default="cpu")
-        s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+        s.add_argument("--device", type=device_name, default="cpu")
+        s.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (default: torch's choice)")
         s.set_defaults(func=_train)
     from sqgan_core.cli.segment_commands import register_training
 
     register_training(stages)
     s = stages.add_parser("priors", help="fit index priors from code usage and store them in a checkpoint")
-    s.add_argument("--model", type=Path, required=True)
+    s.add_argument("--model", required=True, help="checkpoint path, or 'shipped' for the shipped weights")
     s.add_argument("--data", type=Path, required=True)
     s.add_argument("--split", default="train")
-    s.add_argument("--frames", type=int, default=500, help="frames to count codes on, spread over every city "
+    s.add_argument("--frames", type=positive_int, default=500, help="frames to count codes on, spread over every city "
                                                             "(scenario and seed) of the split (default 500)")
     s.add_argument("--semantic-from", type=Path,
                    help="first replace G_s (E_s, SAMM/VQ/ADM, D_s) with this checkpoint's, e.g. a new G_x with the "
@@ -178,10 +178,17 @@ def _priors(args: argparse.Namespace) -> int:
     from sqgan_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from sqgan_core.training.priors import apply_priors, count_code_usage
 
+    from sqgan_core.imageio import check_output_path
+
     try:
-        model, meta = load_checkpoint(args.model)
+        check_output_path(args.output)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    pairs = _pairs(args.data, args.split)
+    try:
+        model, meta = load_checkpoint(_init_path(args.model))
         if args.semantic_from:
-            sem, sem_meta = load_checkpoint(args.semantic_from)
+            sem, sem_meta = load_checkpoint(_init_path(str(args.semantic_from)))
             copy_semantic_pipeline(sem, model)
             meta = {**meta, "semantic_from": {"path": str(args.semantic_from),
                                               **{k: sem_meta[k] for k in ("stage", "step", "best") if k in sem_meta}}}
@@ -189,7 +196,7 @@ def _priors(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     from sqgan_core.training.trainer import spread_over_cities
 
-    pairs = spread_over_cities(_pairs(args.data, args.split), args.frames)  # every scenario, not the first clip
+    pairs = spread_over_cities(pairs, args.frames)  # every scenario, not the first clip
     cx, cs = count_code_usage(model, pairs)
     stats = apply_priors(model, cx, cs)
     save_checkpoint(args.output, model, {**meta, "priors": stats, "priors_data": str(args.data)})

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from sqgan_core.errors import InputError
 from sqgan_core.imageio import read_labels, read_rgb
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelTrainIds.png"
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """A dataset directory that cannot be used; says what is missing where."""
 
 

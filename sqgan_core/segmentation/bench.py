@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sqgan_core.cli import CommandError
+from sqgan_core.cli import CommandError, non_negative_int, positive_int
 from sqgan_core.cli.eval_command import add_scenario_option, held_out_frames
 
 
@@ -32,10 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "name order is rendered from seed + k")
     p.add_argument("--split", default=None, help="split of --data (default: all)")
     add_scenario_option(p)
-    p.add_argument("--frames", type=int, default=40,
+    p.add_argument("--frames", type=positive_int, default=40,
                    help="frames for latency and mIoU in all (default 40), split evenly over the scenarios")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--warmup", type=non_negative_int, default=3)
+    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-cuda", action="store_true")
     p.add_argument("--json", action="store_true", help="one-line JSON (default: indented)")
     p.set_defaults(func=_run)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sqgan_core.errors import InputError
 from sqgan_core.labels import VOID
 from sqgan_core.segmentation.mmcv_compat import ensure_mmseg
 
@@ -25,7 +26,7 @@ FORMAT = "sqgan-segmenter"
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "segmenter_fastscnn.pt"
 
 
-class SegmenterError(RuntimeError):
+class SegmenterError(InputError, RuntimeError):
     """The segmenter cannot be loaded or run (missing packages, weights or a bad file)."""
 
 

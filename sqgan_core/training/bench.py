@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sqgan_core.cli import CommandError
+from sqgan_core.cli import CommandError, device_name, non_negative_int, positive_int
 
 STAGES = ("semantic", "image", "finetune", "joint")
 
@@ -25,13 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Time training steps of the stages on the same data and device; prints JSON.")
     p.add_argument("--data", type=Path, required=True, help="Cityscapes-layout root with train/ and val/")
     p.add_argument("--model", default="shipped", help="checkpoint to start from (default: the shipped model)")
-    p.add_argument("--train-config", type=Path, default=Path("configs/train/small_cpu_joint.yaml"),
-                   help="training YAML for batch size and crop (default configs/train/small_cpu_joint.yaml)")
+    p.add_argument("--train-config", default="small_cpu_joint",
+                   help="training YAML (path, or name in configs/train/) for batch size and crop "
+                        "(default small_cpu_joint)")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per stage (default 10)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as in tools/train_cpu.sh)")
+    p.add_argument("--steps", type=positive_int, default=10, help="timed steps per stage (default 10)")
+    p.add_argument("--warmup", type=non_negative_int, default=2)
+    p.add_argument("--device", type=device_name, default="cpu")
+    p.add_argument("--threads", type=non_negative_int, default=1, help="torch CPU threads (default 1, as in tools/train_cpu.sh)")
     p.add_argument("--json", action="store_true", help="one-line JSON (default: indented)")
     p.set_defaults(func=_run)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from sqgan_core.config import ConfigError, load_yaml
+from sqgan_core.config import ConfigError, find_config, load_yaml
 from sqgan_core.training.losses import IMAGE_WEIGHTS, SEMANTIC_WEIGHTS
 
 
@@ -102,11 +102,10 @@ def parse_train_config(data: Any, source: str = "<memory>") -> TrainConfig:
 
 
 def load_train_config(path: str | Path | None) -> TrainConfig:
+    """A training YAML by path, or by name in configs/train/ (e.g. `small_cpu_joint`)."""
     if path is None:
         return TrainConfig()
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"training config not found: {p}")
+    p = find_config("train", path)
     try:
         return parse_train_config(load_yaml(p.read_text()), str(p))
     except yaml.YAMLError as exc:

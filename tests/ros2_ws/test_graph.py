@@ -52,6 +52,14 @@ def test_parameter_types_survive_substitution_and_overrides():
     assert rec.required and rec.parameters["vehicle_ids"] == [0]
 
 
+def test_a_graph_ends_when_its_link_rsu_or_a_vehicle_exits():
+    """Only the simulator may finish on its own (its scenario ran out); any other node exiting leaves a
+    graph that can only idle, so the runner and `ros2 launch` shut the whole graph down."""
+    required = {s.executable: s.required for s in build("pipeline", vehicles=2)}
+    assert required == {"sim_publisher": False, "link_emulator": True, "rsu_decoder": True, "vehicle_encoder": True}
+    assert all(s.required for s in build("vehicle") + build("rsu"))
+
+
 @pytest.mark.parametrize("kw,needle", [
     ({"graph": "nope"}, "unknown graph"),
     ({"graph": "pipeline", "params": {"vehicle": {"m_y": 1.0}}}, "no parameter 'm_y'"),

@@ -66,7 +66,9 @@ def test_sqgan_keys_command(tmp_path, capsys):
     assert sqgan(["keys", "--out", str(tmp_path), "--vehicles", "3"]) == 2  # refuses to overwrite
     assert "already exists" in (err := capsys.readouterr().err) and "--force" in err
     for n in ("0", "-2"):  # a key set without vehicles would let a pipeline start that accepts nobody
-        assert sqgan(["keys", "--out", str(tmp_path / f"none{n}"), "--vehicles", n]) == 2
+        with pytest.raises(SystemExit) as exc:  # refused while the arguments are parsed
+            sqgan(["keys", "--out", str(tmp_path / f"none{n}"), "--vehicles", n])
+        assert exc.value.code == 2
         assert "--vehicles" in capsys.readouterr().err and not (tmp_path / f"none{n}" / "rsu.key").exists()
     assert sqgan(["keys", "--out", str(tmp_path), "--name", "truck_9", "--vehicle-id", "9"]) == 0
     assert load_allow_list(tmp_path / "allowed")[load_public(tmp_path / "truck_9.key")].vehicle_id == 9

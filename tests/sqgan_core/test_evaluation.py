@@ -58,10 +58,10 @@ def test_eval_command_marks_segmenter_metrics_unavailable(tmp_path, capsys):
         write_rgb(tmp_path / "leftImg8bit" / "val" / "c" / f"c_{i}_0_leftImg8bit.png", img)
         write_labels(tmp_path / "gtFine" / "val" / "c" / f"c_{i}_0_gtFine_labelTrainIds.png", lab)
     assert main(["eval", "--data", str(tmp_path), "--grid", "0.2,0.5", "--untrained", "--json",
-                 "--segmenter", str(tmp_path / "none.pt"), "--plot", str(tmp_path / "rd.png")]) == 0
+                 "--segmenter", "none", "--plot", str(tmp_path / "rd.png")]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["grid"][0]["miou_seg_recon"] is None and "not found" in r["unavailable"]["miou_seg_recon"]
-    assert r["grid"][0]["iou_seg_orig"] is None and "not found" in r["unavailable"]["iou_seg_orig"]
+    assert r["grid"][0]["miou_seg_recon"] is None and "disabled" in r["unavailable"]["miou_seg_recon"]
+    assert r["grid"][0]["iou_seg_orig"] is None and "disabled" in r["unavailable"]["iou_seg_orig"]
     assert r["source"] == str(tmp_path) and "held_out" not in r  # --data: the directory, as before
     assert r["untrained"] is True and r["frames"] == 2
     from PIL import Image
@@ -189,7 +189,7 @@ def test_eval_baseline_is_measured_on_the_same_frames_and_compared_at_the_middle
     # the candidate is the shipped file named by its absolute path, the baseline the same file as `shipped`:
     # identical figures, so nothing is better, and both are named relative to the repository
     assert main(["eval", "--data", str(tmp_path), "--grid", "0.2,0.2", "--model", str(DEFAULT_CHECKPOINT),
-                 "--baseline", "shipped", "--no-jpeg2000", "--segmenter", str(tmp_path / "none.pt"), "--json"]) == 0
+                 "--baseline", "shipped", "--no-jpeg2000", "--segmenter", "none", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["model"] == r["baseline"]["model"] == "sqgan_core/weights/sqgan_small.pt"
     assert [(g["mx"], g["ms"]) for g in r["grid"]] == [(0.2, 0.2), (0.5, 0.5)]  # the comparison point is added
@@ -279,7 +279,7 @@ def test_held_out_frames_come_from_every_scenario_each_from_its_own_seed(fake_si
 def test_eval_json_says_which_scenarios_and_seeds_it_measured(monkeypatch, capsys):
     monkeypatch.setattr(eval_command, "held_out_frames", lambda *a: (_frames(1), "fake"))
     assert main(["eval", "--frames", "5", "--seed", "9010", "--untrained", "--grid", "0.5,0.5", "--no-jpeg2000",
-                 "--segmenter", "/nonexistent/seg.pt", "--json"]) == 0
+                 "--segmenter", "none", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["held_out"] == {"stride": 5, "scenarios": [
         {"scenario": "default", "seed": 9010, "frames": 2}, {"scenario": "dense_urban", "seed": 9011, "frames": 1},

@@ -109,7 +109,7 @@ def test_info_lost_everywhere_loses_the_frame_and_counts_it():
     out = feed(asm, [p for p in pkts if parse_packet(p).header.kind == KIND_INDEX]) + asm.poll(10.0)
     assert out == []
     st_ = asm.stats(3)
-    assert st_.frames_lost == 1 and st_.packets_lost == 2
+    assert st_.frames_lost == 1 and st_.packets_missing == 2
 
 
 def test_large_masks_are_fragmented_and_still_protected():
@@ -234,15 +234,15 @@ def test_redundant_info_copies_are_received_not_lost_or_late():
     _, _, _, a = packetize(seq=7)
     asm = assembler()
     feed(asm, a[:-1])  # complete without the second info copy
-    assert asm.stats(3).packets_lost == 0
+    assert asm.stats(3).packets_missing == 0
     asm.push(a[-1], 0.0)
     s = asm.stats(3)
-    assert s.packets_lost == 0 and s.packets_late == 0 and s.packets_redundant == 1
+    assert s.packets_missing == 0 and s.packets_late == 0 and s.packets_redundant == 1
     assert s.packets_received == len(a) and s.bytes_received == sum(len(p) for p in a)
     for seq in range(8, 13):  # a stream of them: every packet received, none late
         feed(asm, packetize(seq=seq, seed=seq)[3])
     s = asm.stats(3)
-    assert s.packets_late == 0 and s.packets_lost == 0
+    assert s.packets_late == 0 and s.packets_missing == 0
 
 
 def test_needed_packets_that_come_late_are_taken_out_of_the_lost():
@@ -251,10 +251,10 @@ def test_needed_packets_that_come_late_are_taken_out_of_the_lost():
     asm = assembler()
     feed(asm, a[:-3] + a[-2:])  # one index packet missing
     feed(asm, b)  # the next frame closes frame 7 without it
-    assert asm.stats(3).packets_lost == 1
+    assert asm.stats(3).packets_missing == 1
     asm.push(a[-3], 0.0)
     s = asm.stats(3)
-    assert s.packets_lost == 0 and s.packets_late == 1
+    assert s.packets_missing == 0 and s.packets_late == 1
 
 
 def test_conceal_default_keeps_lost_tokens_masked():
@@ -336,3 +336,32 @@ def test_hostile_original_size_is_refused():
     bad = bytes(body) + struct.pack(">I", binascii.crc32(bytes(body)))
     asm = assembler()
     assert asm.push(bad, 0.0) == [] and asm.rejected["too_large"] == 1
+
+
+def test_packets_sent_minus_arrived_is_exactly_what_the_channel_dropped():
+    """One definition of the wire loss (docs/pipeline.md): packets sent minus packets_arrived. Over a
+    lossy, reordering channel it equals the channel's own drop count, whatever became of the packets
+    that did arrive (late, stale, redundant, duplicate); packets_missing is the narrower count of
+    packets closed frames needed."""
+    rng = np.random.default_rng(5)
+    asm = assembler()
+    sent = dropped = 0
+    queue: list[bytes] = []
+    for seq in range(1, 41):
+        for p in packetize(seq=seq, seed=seq)[3]:
+            sent += 1
+            if rng.random() < 0.15:
+                dropped += 1
+            else:
+                queue.append(p)
+                if rng.random() < 0.05:
+                    queue.append(p)  # the channel duplicated it: arrived twice, sent once
+                    dropped -= 1
+        if seq % 3 == 0:  # deliver in bursts, shuffled: late and stale packets happen
+            rng.shuffle(queue)
+            feed(asm, queue)
+            queue.clear()
+    feed(asm, queue)
+    s = asm.stats(3)
+    assert sent - s.packets_arrived == dropped
+    assert 0 < s.packets_missing <= dropped + s.packets_late and s.packets_received <= s.packets_arrived
