@@ -30,6 +30,7 @@ setup(
         data("configs/links", "configs/links/*.yaml"),
         data("configs/nodes", "configs/nodes/*.yaml"),
         data("configs/dds", "configs/dds/*.xml"),
+        data("configs/train", "configs/train/*.yaml"),
     ],
     python_requires=">=3.10",
     install_requires=[

@@ -54,7 +54,15 @@ class NodeSpec:
 
 
 def nodes_dir(root: Path | None = None) -> Path:
-    return (root or config_dir()) / "nodes"
+    """configs/nodes of `root`, else of the first config folder that has network.yaml."""
+    if root is not None:
+        return root / "nodes"
+    from sqgan_core.config import config_dirs
+
+    for d in config_dirs():
+        if (d / "nodes" / "network.yaml").is_file():
+            return d / "nodes"
+    return config_dir() / "nodes"
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -208,7 +216,7 @@ def dds_environment(ctx: dict[str, Any], root: Path | None = None) -> dict[str, 
     profile = str(ctx.get("dds_profile") or "")
     if not profile or os.environ.get(DDS_PROFILE_ENV):
         return {}
-    path = Path(profile) if os.path.isabs(profile) else (root or config_dir()) / profile
+    path = Path(profile) if os.path.isabs(profile) else (root or nodes_dir().parent) / profile
     if not path.is_file():
         raise GraphError(f"network.yaml dds_profile: {path} not found")
     return {DDS_PROFILE_ENV: str(path.resolve())}

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ros2_ws.graph import NodeSpec, build, context
+from ros2_ws.graph import NodeSpec, build, context, parse_params
 
-ARGUMENTS = ("keys_dir", "profile", "model", "link_listen", "rsu_endpoint", "rsu_connect", "role", "scenario",
-             "sim_rate", "out_dir")
+def arguments() -> tuple[str, ...]:
+    """Every value of configs/nodes/network.yaml is a launch argument (`name:=value`), as every one is a
+    `sqgan launch --set`/`name:=value`: the two runners take the same arguments."""
+    return tuple(context())
 
 
 def spec_to_action(spec: NodeSpec) -> Any:
@@ -38,15 +40,25 @@ def launch_description(graph: str) -> Any:
 
     defaults = context()
     args = [DeclareLaunchArgument(name, default_value=str(defaults[name]), description=f"configs/nodes/network.yaml {name}")
-            for name in ARGUMENTS]
+            for name in arguments()]
     args.append(DeclareLaunchArgument("vehicles", default_value="1", description="number of vehicle encoders"))
+    args.append(DeclareLaunchArgument("param", default_value="",
+                                      description="node parameter overrides, `;`-separated NODE.PARAM=VALUE "
+                                                  "(e.g. vehicle.m_x=0.3;rsu.device=cuda), as sqgan launch --param"))
 
     def make_nodes(ctx: Any) -> list[Any]:
+        from ros2_ws.launcher import check_keys, preflight
         from sqgan_core.config import load_yaml
 
-        sets = {n: load_yaml(LaunchConfiguration(n).perform(ctx)) for n in ARGUMENTS}
+        sets = {n: load_yaml(LaunchConfiguration(n).perform(ctx)) for n in arguments()}
         sets = {k: ("" if v is None else v) for k, v in sets.items()}
         vehicles = int(LaunchConfiguration("vehicles").perform(ctx))
-        return [spec_to_action(s) for s in build(graph, vehicles=vehicles, sets=sets)]
+        params = parse_params([p for p in LaunchConfiguration("param").perform(ctx).split(";") if p.strip()])
+        specs = build(graph, vehicles=vehicles, sets=sets, params=params)
+        # The checks `sqgan launch` makes before starting anything: keys, link profile, scenario, model.
+        # launch reports the exception as one line and starts no node.
+        check_keys(sets["keys_dir"], vehicles, specs)
+        preflight(specs)
+        return [spec_to_action(s) for s in specs]
 
     return LaunchDescription(args + [OpaqueFunction(function=make_nodes)])

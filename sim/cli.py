@@ -104,12 +104,12 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from sim.scenario import SCENARIO_DIR, load_scenario
+    from sim.scenario import load_scenario, scenario_names
 
     out = {}
-    for p in sorted(SCENARIO_DIR.glob("*.yaml")):
-        cfg = load_scenario(p)
-        out[p.stem] = {"seed": cfg.seed, "frames": cfg.frames, "source": cfg.source,
+    for name in scenario_names():
+        cfg = load_scenario(name)
+        out[name] = {"seed": cfg.seed, "frames": cfg.frames, "source": cfg.source,
                        "time_of_day": cfg.weather.time_of_day, "rain": cfg.weather.rain, "fog": cfg.weather.fog}
     print(json.dumps(out, indent=2))
     return 0

@@ -21,7 +21,6 @@ from sqgan_core.config import load_yaml
 from sim.frame import TICK_SECONDS, CameraIntrinsics
 from sqgan_core.errors import InputError
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
 TURNS = ("straight", "left", "right")
 
 
@@ -230,15 +229,23 @@ def from_dict(data: dict[str, Any]) -> ScenarioConfig:
 
 
 def scenario_path(name_or_path: str | Path) -> Path:
-    """Resolve `rainy_night` or `configs/scenarios/rainy_night.yaml` or any path to a file."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") and p.exists():
-        return p
-    candidate = SCENARIO_DIR / f"{name_or_path}.yaml"
-    if candidate.exists():
-        return candidate
-    known = sorted(q.stem for q in SCENARIO_DIR.glob("*.yaml")) if SCENARIO_DIR.exists() else []
-    raise ScenarioError(f"scenario {str(name_or_path)!r} not found (a YAML path or one of: {', '.join(known)})")
+    """Resolve `rainy_night` or `configs/scenarios/rainy_night.yaml` or any path to a file; names are
+    looked up in every config folder (sqgan_core.config.config_dirs), so an installed package finds
+    its scenarios from any working directory."""
+    from sqgan_core.config import ConfigError, find_config, known_configs
+
+    try:
+        return find_config("scenarios", name_or_path)
+    except ConfigError:
+        known = ", ".join(known_configs("scenarios")) or "none found"
+        raise ScenarioError(f"scenario {str(name_or_path)!r} not found (a YAML path or one of: {known})") from None
+
+
+def scenario_names() -> list[str]:
+    """Every scenario a name can select."""
+    from sqgan_core.config import known_configs
+
+    return known_configs("scenarios")
 
 
 def load_scenario(name_or_path: str | Path = "default") -> ScenarioConfig:

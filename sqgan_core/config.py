@@ -155,7 +155,14 @@ def parse_config(data: Any, source: str = "<memory>") -> ModelConfig:
 
 
 def config_dirs() -> list[Path]:
-    """Where named configs live: $SQGAN_CONFIG_DIR, the source tree, then the installed share dir."""
+    """Every configs/ folder, in the order they are searched: an explicit $SQGAN_CONFIG_DIR, the
+    source tree (a checkout, `pip install -e .`, a colcon symlink install), the ROS 2 package's
+    share/sqgan/configs found through the ament index (a colcon install), then this Python prefix's
+    share/sqgan/configs (`pip install .`). Only folders that exist are listed. Scenarios, link profiles,
+    node descriptions, model and training configs and the DDS profile are all found through this one
+    list (`find_config`, `config_file`), so an installed package works from any directory."""
+    import sys
+
     dirs = []
     if os.environ.get("SQGAN_CONFIG_DIR"):
         dirs.append(Path(os.environ["SQGAN_CONFIG_DIR"]))
@@ -166,10 +173,26 @@ def config_dirs() -> list[Path]:
         dirs.append(Path(get_package_share_directory("sqgan")) / "configs")
     except Exception:  # noqa: BLE001 - ament index absent or package not installed there
         pass
-    import sys
-
     dirs.append(Path(sys.prefix) / "share" / "sqgan" / "configs")
-    return dirs
+    out: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def config_file(relative: str | os.PathLike[str]) -> Path:
+    """The first configs/<relative> that exists in config_dirs() (e.g. `dds/fastdds_fast_discovery.xml`)."""
+    for d in config_dirs():
+        if (d / relative).is_file():
+            return d / relative
+    tried = ", ".join(str(d / relative) for d in config_dirs()) or "no configs/ folder found"
+    raise ConfigError(f"config file {relative} not found; looked in: {tried}")
+
+
+def known_configs(kind: str) -> list[str]:
+    """Names of the configs/<kind>/*.yaml files over every config folder (for error messages, listings)."""
+    return sorted({p.stem for d in config_dirs() for p in (d / kind).glob("*.yaml")})
 
 
 def find_config(kind: str, name_or_path: str | os.PathLike[str]) -> Path:
@@ -186,7 +209,8 @@ def find_config(kind: str, name_or_path: str | os.PathLike[str]) -> Path:
         tried.append(str(cand))
         if cand.is_file():
             return cand
-    raise ConfigError(f"unknown {kind} config {str(name_or_path)!r}; looked in: {', '.join(tried)}")
+    known = ", ".join(known_configs(kind)) or "none"
+    raise ConfigError(f"unknown {kind} config {str(name_or_path)!r} (known: {known}); looked in: {', '.join(tried)}")
 
 
 def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:

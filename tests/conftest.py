@@ -16,3 +16,40 @@ def small_codec():
     from sqgan_core.codec import Codec
 
     return Codec.untrained("small")
+
+
+@pytest.fixture(scope="session")
+def installed_prefix(tmp_path_factory):
+    """The package installed as colcon's ament_python build installs it: setuptools' install command
+    into a fresh prefix (lib/sqgan executables, share/sqgan launch files and configs, the ament index
+    marker). Tests use it with only AMENT_PREFIX_PATH/PYTHONPATH pointing there (`installed_env`)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    tmp = tmp_path_factory.mktemp("colcon")
+    build, prefix = tmp / "build", tmp / "install"
+    build.mkdir()
+    cmd = [sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(build), "build", "--build-base",
+           str(build / "build"), "install", "--prefix", str(prefix), "--record", str(build / "install.log"),
+           "--single-version-externally-managed"]
+    p = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return prefix
+
+
+def installed_env(prefix) -> dict[str, str]:
+    """The environment of a shell that sourced the prefix: its site-packages first, its ament index."""
+    import sysconfig
+    from pathlib import Path
+
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix)}))
+    env = {k: v for k, v in os.environ.items() if k not in ("SQGAN_CONFIG_DIR", "AMENT_PREFIX_PATH", "PYTHONPATH")}
+    env.update({"PYTHONPATH": str(site), "AMENT_PREFIX_PATH": str(prefix)})
+    return env
+
+
+@pytest.fixture(scope="session")
+def installed_env_of():
+    return installed_env

@@ -198,37 +198,37 @@ def parse_profile(data: Any, source: str = "<profile>") -> LinkProfile:
     return LinkProfile(**kw)
 
 
-PROFILE_DIR_ENV = "SQGAN_CONFIG_DIR"
-
-
 def config_dir() -> Path:
-    """configs/ of the source tree, or of the installed ROS package (share/sqgan/configs)."""
-    env = os.environ.get(PROFILE_DIR_ENV)
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parents[2] / "configs"
-    if here.is_dir():
-        return here
-    try:  # an installed ROS 2 package
-        from ament_index_python.packages import get_package_share_directory
+    """The first config folder that has link profiles (sqgan_core.config.config_dirs: $SQGAN_CONFIG_DIR,
+    the source tree, the installed ROS package's share/sqgan/configs, this prefix's share)."""
+    from sqgan_core.config import config_dirs
 
-        return Path(get_package_share_directory("sqgan")) / "configs"
-    except Exception:  # noqa: BLE001 - ament index missing or package not installed
-        return here
+    dirs = config_dirs()
+    for d in dirs:
+        if (d / "links").is_dir():
+            return d
+    return dirs[0] if dirs else Path("configs")
+
+
+def known_profiles() -> list[str]:
+    """Every link profile a name can select (configs/links/*.yaml over every config folder)."""
+    from sqgan_core.config import known_configs
+
+    return known_configs("links")
 
 
 def resolve_profile(name_or_path: str | os.PathLike[str]) -> Path:
-    """A profile name (e.g. bursty_15pct) or a path to a YAML file."""
+    """A profile name (e.g. bursty_15pct), looked up in every config folder, or a path to a YAML file."""
+    from sqgan_core.config import ConfigError, find_config
+
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.is_file():
-            raise ProfileError(f"link profile {p} not found")
-        return p
-    cand = config_dir() / "links" / f"{name_or_path}.yaml"
-    if not cand.is_file():
-        known = sorted(q.stem for q in (config_dir() / "links").glob("*.yaml"))
-        raise ProfileError(f"unknown link profile {str(name_or_path)!r}; known: {', '.join(known)}")
-    return cand
+    if (p.suffix in (".yaml", ".yml") or p.exists()) and not p.is_file():
+        raise ProfileError(f"link profile {p} not found")
+    try:
+        return find_config("links", name_or_path)
+    except ConfigError:
+        known = ", ".join(known_profiles()) or "none found"
+        raise ProfileError(f"unknown link profile {str(name_or_path)!r}; known: {known}") from None
 
 
 def load_profile(name_or_path: str | os.PathLike[str]) -> LinkProfile:

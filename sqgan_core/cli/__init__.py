@@ -137,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `sqgan ... | head`: the reader left; nothing to say, as cat would not
+        sys.stderr.close()
+        return 141
     except (CommandError, InputError, OSError) as exc:
         # InputError: a bad file, config, frame or key a user can fix; OSError: the file system said no
         # (a path that is a file, no permission, a full disk). Both are one line, never a traceback.

@@ -124,18 +124,28 @@ def _stub_launch_modules(monkeypatch):
     return created
 
 
+@pytest.fixture(scope="module")
+def two_vehicle_keys(tmp_path_factory):
+    from ros2_ws.link.keys import generate_set
+
+    keys = tmp_path_factory.mktemp("keys")
+    generate_set(keys, 2, overwrite=True)
+    return str(keys)
+
+
 @pytest.mark.parametrize("graph", ["vehicle", "rsu", "pipeline"])
-def test_launch_files_build_the_shared_graph(graph, monkeypatch):
+def test_launch_files_build_the_shared_graph(graph, monkeypatch, two_vehicle_keys):
     created = _stub_launch_modules(monkeypatch)
     spec = importlib.util.spec_from_file_location(f"l_{graph}", ROOT / "launch" / f"{graph}.launch.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     entities = mod.generate_launch_description()
     args = dict(e for e in entities if isinstance(e, tuple))
+    assert set(args) >= set(context()) | {"vehicles", "param"}  # every value sqgan launch takes, same names
     make_nodes = entities[-1]
-    ctx = dict(args, keys_dir="/k", vehicles="2")
+    ctx = dict(args, keys_dir=two_vehicle_keys, vehicles="2", param="vehicle.m_x=0.25")
     nodes = make_nodes(ctx)
-    want = build(graph, vehicles=2, sets={"keys_dir": "/k"})
+    want = build(graph, vehicles=2, sets={"keys_dir": two_vehicle_keys}, params={"vehicle": {"m_x": 0.25}})
     assert [n.kw["name"] for n in nodes] == [s.name for s in want]
     for n, s in zip(nodes, want):
         assert n.kw["executable"] == s.executable and n.kw["package"] == "sqgan"
@@ -144,6 +154,21 @@ def test_launch_files_build_the_shared_graph(graph, monkeypatch):
         else:
             assert n.kw["arguments"] == s.arguments
     assert set(GRAPHS) >= {"vehicle", "rsu", "pipeline"}
+
+
+def test_launch_files_check_keys_and_configs_before_any_node(monkeypatch, tmp_path, two_vehicle_keys):
+    from sqgan_core.cli import CommandError
+
+    _stub_launch_modules(monkeypatch)
+    spec = importlib.util.spec_from_file_location("l_pipeline", ROOT / "launch" / "pipeline.launch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    entities = mod.generate_launch_description()
+    ctx = dict((e for e in entities if isinstance(e, tuple)), vehicles="1", param="")
+    with pytest.raises(CommandError, match="sqgan keys"):  # no keys: one line saying how to make them
+        entities[-1](dict(ctx, keys_dir=str(tmp_path / "nokeys")))
+    with pytest.raises(CommandError, match="nosuch"):
+        entities[-1](dict(ctx, keys_dir=two_vehicle_keys, profile="nosuch"))
 
 
 def test_real_ros2_launch_description():

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import pytest
 
-from sim.scenario import SCENARIO_DIR, ScenarioConfig, ScenarioError, from_dict, load_scenario
+from sim.scenario import ScenarioConfig, ScenarioError, from_dict, load_scenario, scenario_names
 
 
-@pytest.mark.parametrize("path", sorted(SCENARIO_DIR.glob("*.yaml")), ids=lambda p: p.stem)
-def test_shipped_scenarios_load(path):
-    cfg = load_scenario(path)
+@pytest.mark.parametrize("name", scenario_names())
+def test_shipped_scenarios_load(name):
+    cfg = load_scenario(name)
     assert isinstance(cfg, ScenarioConfig)
     assert cfg.frames == round(cfg.duration / 0.05)
 
 
 def test_required_scenarios_exist():
-    names = {p.stem for p in SCENARIO_DIR.glob("*.yaml")}
+    names = set(scenario_names())
     assert {"default", "rainy_night", "dense_urban"} <= names
 
 
