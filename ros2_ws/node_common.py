@@ -89,23 +89,38 @@ def run_node(make_node: Any, name: str, startup_errors: tuple[type[BaseException
              args: list[str] | None = None) -> int:
     """rclpy.init, build the node, spin until Ctrl-C or shutdown, clean up. A start-up error the user
     can fix (bad parameter, key file, model spec) prints one line and exits 2 instead of a traceback."""
+    import signal
     import sys
 
     import rclpy
+    import rclpy.executors
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=args)
+    # The executor exists before the node does: a Ctrl-C right after start-up then interrupts the
+    # spin loop, not the executor's constructor (whose half-built object prints a traceback when
+    # collected, as rclpy.spin's would).
+    executor = rclpy.executors.SingleThreadedExecutor()
     try:
         node = make_node()
     except startup_errors as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while the node was still loading (its model, keys): a clean stop
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        rclpy.try_shutdown()
+        return 0
     try:
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C in a terminal reaches every process of the group and `ros2 launch` forwards its own
+        # SIGINT too: a second one must not interrupt the clean-up (a traceback and exit -2 under launch).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
