@@ -48,14 +48,34 @@ def import_carla() -> ModuleType:
     return carla
 
 
+# What the scenario's weather sets; every other field (fog_distance, fog_falloff, scattering, wind, ...)
+# keeps the preset's value: zeros there make fog and sky look wrong on a real server.
+SCENARIO_WEATHER_FIELDS = ("cloudiness", "precipitation", "precipitation_deposits", "wetness", "fog_density",
+                           "sun_altitude_angle", "sun_azimuth_angle")
+
+
 def weather_parameters(carla: ModuleType, cfg: ScenarioConfig) -> Any:
-    """Scenario weather -> carla.WeatherParameters (sun altitude from the time of day)."""
+    """Scenario weather -> carla.WeatherParameters: a copy of the named preset (carla.weather_preset,
+    default ClearNoon) with the scenario's cloudiness, rain, fog and sun (altitude from the time of day)."""
+    preset_name = cfg.carla.weather_preset
+    preset = getattr(carla.WeatherParameters, preset_name, None)
+    if preset is None or not hasattr(preset, "cloudiness"):
+        known = sorted(n for n in dir(carla.WeatherParameters) if n[:1].isupper())
+        raise ValueError(f"carla.weather_preset {preset_name!r} is not a carla.WeatherParameters preset "
+                         f"(known: {', '.join(known)})")
+    weather = carla.WeatherParameters()
+    for name in dir(preset):  # copy every weather field of the preset, whatever this client version has
+        value = getattr(preset, name)
+        if not name.startswith("_") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(weather, name, value)
     w = cfg.weather
-    alt = 62.0 * math.sin(math.pi * (w.time_of_day - 6.0) / 12.0)
-    az = w.sun_azimuth if w.sun_azimuth is not None else (cfg.seed * 137.5) % 360.0
-    return carla.WeatherParameters(cloudiness=100.0 * w.cloudiness, precipitation=100.0 * w.rain,
-                                   precipitation_deposits=80.0 * w.rain, wetness=100.0 * w.rain,
-                                   fog_density=100.0 * w.fog, sun_altitude_angle=alt, sun_azimuth_angle=az)
+    values = {"cloudiness": 100.0 * w.cloudiness, "precipitation": 100.0 * w.rain,
+              "precipitation_deposits": 80.0 * w.rain, "wetness": 100.0 * w.rain, "fog_density": 100.0 * w.fog,
+              "sun_altitude_angle": 62.0 * math.sin(math.pi * (w.time_of_day - 6.0) / 12.0),
+              "sun_azimuth_angle": w.sun_azimuth if w.sun_azimuth is not None else (cfg.seed * 137.5) % 360.0}
+    for name in SCENARIO_WEATHER_FIELDS:
+        setattr(weather, name, values[name])
+    return weather
 
 
 class CarlaSource(SourceBase):
@@ -93,7 +113,20 @@ class CarlaSource(SourceBase):
         self.client_version = client_version
         if parse_version(self.server_version) < MIN_VERSION:
             raise CarlaUnavailable(f"CARLA server {self.server_version} is older than 0.9.13, which this bridge needs")
-        if client_version and parse_version(client_version)[:3] != parse_version(self.server_version)[:3]:
+        try:  # a client built from source reports a commit hash: no series to compare
+            cv = parse_version(client_version) if client_version else None
+        except ValueError:
+            cv = None
+        sv = parse_version(self.server_version)
+        if cv is not None and cv[:2] != sv[:2] and not c.allow_version_mismatch:
+            # 0.9 (Unreal 4) and 0.10 (Unreal 5) are separate release series with their own client
+            # packages; CARLA requires the client of the server's version, and across series nothing
+            # here has been shown to work.
+            raise CarlaUnavailable(
+                f"carla client {client_version} and server {self.server_version} are of different release series; "
+                f"install the client of the server's version (pip install carla=={self.server_version}) or set "
+                "carla.allow_version_mismatch: true in the scenario to try anyway")
+        if cv is not None and cv[:3] != sv[:3]:
             warnings.warn(f"carla client {client_version} and server {self.server_version} differ; continuing "
                           "(no version lock), but install the matching client if the API misbehaves",
                           RuntimeWarning, stacklevel=2)
@@ -108,7 +141,14 @@ class CarlaSource(SourceBase):
     def _setup(self) -> None:
         carla, cfg, c = self.carla, self.config, self.config.carla
         if c.town and not self.world.get_map().name.endswith(c.town):
-            self.world = self.client.load_world(c.town)
+            self.client.set_timeout(c.load_timeout)  # loading a map often takes longer than any RPC
+            try:
+                self.world = self.client.load_world(c.town)
+            except RuntimeError as exc:
+                raise CarlaConnectionError(f"loading town {c.town} did not finish within carla.load_timeout "
+                                           f"{c.load_timeout:g} s: {exc}") from None
+            finally:
+                self.client.set_timeout(c.timeout)
         self._original_settings = self.world.get_settings()
         settings = self.world.get_settings()
         settings.synchronous_mode = True
@@ -248,10 +288,14 @@ class CarlaSource(SourceBase):
         tags = np.frombuffer(sem_img.raw_data, np.uint8).reshape(sem_img.height, sem_img.width, 4)[:, :, 2]
         labels = tags_to_train_ids(tags, self.tag_set)
         tr = self.ego.get_transform()
-        v = self.ego.get_velocity()
+        if self.config.carla.drive == "route":  # physics is off on the route: the velocity reads 0
+            speed = self.config.ego.speed
+        else:
+            v = self.ego.get_velocity()
+            speed = math.sqrt(v.x * v.x + v.y * v.y + v.z * v.z)
         pose = Pose(tr.location.x, tr.location.y, tr.location.z, tr.rotation.roll, tr.rotation.pitch, tr.rotation.yaw)
         return SimFrame(rgb=rgb, labels=labels, stamp=float(rgb_img.timestamp), index=self.index, camera=self.camera,
-                        ego_pose=pose, ego_speed=math.sqrt(v.x * v.x + v.y * v.y + v.z * v.z), source="carla")
+                        ego_pose=pose, ego_speed=speed, source="carla")
 
     def close(self) -> None:
         """Stop sensors, destroy spawned actors and restore the server's previous settings."""

@@ -89,6 +89,11 @@ class CarlaConfig:
     host: str = "localhost"
     port: int = field(default=2000, metadata=_rng(1, 65535))
     timeout: float = field(default=10.0, metadata=_rng(0.1, 600.0, help="client timeout, s"))
+    load_timeout: float = field(default=120.0, metadata=_rng(1.0, 3600.0,
+                                                             help="timeout for load_world, s (a map load often takes >20 s)"))
+    weather_preset: str = field(default="ClearNoon", metadata=_rng(
+        help="carla.WeatherParameters preset the scenario's weather starts from (fog falloff, scattering, ...)"))
+    allow_version_mismatch: bool = False  # connect even when client and server are of different series (0.9 / 0.10)
     town: str | None = None
     tm_port: int = field(default=8000, metadata=_rng(1, 65535))
     drive: str = field(default="autopilot", metadata=_rng(choices=("autopilot", "route")))

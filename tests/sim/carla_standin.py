@@ -56,6 +56,13 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
         def __init__(self, **kw):
             self.__dict__.update(kw)
 
+    # The preset the bridge starts from, with the values of the real 0.9.16 client's
+    # carla.WeatherParameters.ClearNoon (test_weather_starts_from_the_real_preset reads the real one).
+    WeatherParameters.ClearNoon = WeatherParameters(
+        cloudiness=5.0, precipitation=0.0, precipitation_deposits=0.0, wind_intensity=10.0, sun_azimuth_angle=-1.0,
+        sun_altitude_angle=45.0, fog_density=2.0, fog_distance=0.75, fog_falloff=0.1, wetness=0.0,
+        scattering_intensity=1.0, mie_scattering_scale=0.03, rayleigh_scattering_scale=0.0331, dust_storm=0.0)
+
     class ColorConverter:
         Raw = 0
         CityScapesPalette = 1
@@ -310,6 +317,7 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
 
         def load_world(self, name):
             self._check()
+            state["load_world_timeout"] = self.timeout
             self.world = World(f"Carla/Maps/{name}")
             return self.world
 

@@ -81,6 +81,50 @@ def test_route_drive_follows_waypoints_and_turns(carla_standin):
     assert yaws[0] == 0.0 and min(yaws) <= -90.0  # CARLA yaw is clockwise: a left turn is negative
 
 
+def test_route_mode_reports_the_route_speed(carla_standin):
+    """Physics is off on the route, so the actor's velocity reads 0 on a real server: the speed is the route's."""
+    carla = carla_standin.make("0.9.16")
+    with CarlaSource(_cfg(drive="route").replace(**{"ego.speed": 12.5}), carla_module=carla) as src:
+        assert src.step().ego_speed == pytest.approx(12.5)
+        assert src.ego.get_velocity().x == 0.0  # what the server would have reported
+
+
+def test_load_world_gets_its_own_longer_timeout(carla_standin):
+    carla = carla_standin.make("0.9.16")
+    with CarlaSource(_cfg(town="Town05", load_timeout=90.0, timeout=1.0), carla_module=carla) as src:
+        assert carla._state["load_world_timeout"] == 90.0
+        assert src.client.timeout == 1.0  # every other call keeps the short timeout
+
+
+def test_weather_starts_from_the_real_preset():
+    carla = pytest.importorskip("carla", reason="the real carla client is not installed")
+    from sim.carla_bridge import weather_parameters
+
+    cfg = _cfg()
+    w, preset = weather_parameters(carla, cfg), carla.WeatherParameters.ClearNoon
+    for name in ("fog_distance", "fog_falloff", "scattering_intensity", "mie_scattering_scale",
+                 "rayleigh_scattering_scale", "wind_intensity"):
+        assert getattr(w, name) == pytest.approx(getattr(preset, name)), name
+    assert w.fog_falloff > 0 and w.scattering_intensity > 0  # not left at 0
+    assert w.fog_density == pytest.approx(100 * cfg.weather.fog) and w.precipitation == 0.0
+    night = weather_parameters(carla, cfg.replace(**{"weather.time_of_day": 23.0, "carla.weather_preset": "WetNight"}))
+    assert night.sun_altitude_angle < 0 and night.fog_distance == pytest.approx(carla.WeatherParameters.WetNight.fog_distance)
+    with pytest.raises(ValueError, match="NoSuchPreset"):
+        weather_parameters(carla, cfg.replace(**{"carla.weather_preset": "NoSuchPreset"}))
+
+
+def test_client_and_server_of_different_series_are_refused(carla_standin):
+    from sim.carla_bridge import CarlaUnavailable
+
+    carla = carla_standin.make("0.10.0", client_version="0.9.16")
+    with pytest.raises(CarlaUnavailable, match="different release series.*carla==0.10.0"):
+        CarlaSource(_cfg(), carla_module=carla)
+    with pytest.warns(RuntimeWarning, match="differ"):  # the user said to try anyway
+        CarlaSource(_cfg(allow_version_mismatch=True), carla_module=carla_standin.make("0.10.0", client_version="0.9.16")).close()
+    with pytest.warns(RuntimeWarning, match="differ"):  # same series: a warning, as before
+        CarlaSource(_cfg(), carla_module=carla_standin.make("0.9.15", client_version="0.9.16")).close()
+
+
 def test_stale_images_are_skipped(carla_standin):
     carla = carla_standin.make("0.9.16", stale_first=True)
     with CarlaSource(_cfg(), carla_module=carla) as src:
