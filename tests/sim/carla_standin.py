@@ -74,7 +74,8 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             self.frame, self.timestamp, self.width, self.height, self.fov = frame, timestamp, width, height, fov
             self.raw_data = raw
 
-        def convert(self, converter):
+        def convert(self, color_converter):  # the real carla method's parameter names
+            converter = color_converter
             if converter == ColorConverter.CityScapesPalette:
                 a = np.frombuffer(self.raw_data, np.uint8).reshape(self.height, self.width, 4).copy()
                 lut = np.zeros((256, 3), np.uint8)
@@ -84,7 +85,7 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
                 a[:, :, 0], a[:, :, 1], a[:, :, 2] = rgb[..., 2], rgb[..., 1], rgb[..., 0]
                 self.raw_data = a.tobytes()
 
-    class Blueprint:
+    class ActorBlueprint:
         def __init__(self, id_, attrs):
             self.id = id_
             self.attrs = dict(attrs)
@@ -98,10 +99,12 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             self.attrs[k] = str(v)
 
     class BlueprintLibrary(list):
-        def filter(self, pattern):
+        def filter(self, wildcard_pattern):  # the real carla method's parameter names
+            pattern = wildcard_pattern
             return BlueprintLibrary(b for b in self if fnmatch.fnmatch(b.id, pattern))
 
-        def find(self, id_):
+        def find(self, id):  # the real carla method's parameter names
+            id_ = id
             for b in self:
                 if b.id == id_:
                     return copy.deepcopy(b)
@@ -123,7 +126,8 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
         def get_transform(self):
             return self._t if self.parent is None else self.parent.get_transform()
 
-        def set_transform(self, t):
+        def set_transform(self, transform):  # the real carla method's parameter names
+            t = transform
             self._t = t
 
         def get_velocity(self):
@@ -131,10 +135,13 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             yaw = math.radians(self._t.rotation.yaw)
             return Vector3D(v * math.cos(yaw), v * math.sin(yaw), 0.0)
 
-        def set_autopilot(self, flag=True, port=8000):
+        def set_autopilot(self, enabled=True, tm_port=8000):  # the real carla method's parameter names
+            flag = enabled
+            port = tm_port
             self.autopilot = bool(flag)
 
-        def set_simulate_physics(self, flag):
+        def set_simulate_physics(self, enabled):  # the real carla method's parameter names
+            flag = enabled
             self.physics = bool(flag)
 
         def destroy(self):
@@ -148,7 +155,8 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             super().__init__(*a, **k)
             self.callback = None
 
-        def listen(self, cb):
+        def listen(self, callback):  # the real carla method's parameter names
+            cb = callback
             self.callback = cb
 
         def stop(self):
@@ -174,7 +182,8 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
         def __init__(self, x, y, yaw):
             self.transform = Transform(Location(x, y, 0.0), Rotation(yaw=yaw))
 
-        def next(self, d):
+        def next(self, distance):  # the real carla method's parameter names
+            d = distance
             yaw = math.radians(self.transform.rotation.yaw)
             x = self.transform.location.x + d * math.cos(yaw)
             y = self.transform.location.y + d * math.sin(yaw)
@@ -209,10 +218,10 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             self.elapsed = 0.0
             self.weather = None
             self.applied = []
-            lib = [Blueprint(f"vehicle.maker.model{k}", {"role_name": "autopilot", "color": "0,0,0"}) for k in range(4)]
-            lib += [Blueprint("sensor.camera.rgb", {"image_size_x": "800", "image_size_y": "600", "fov": "90",
+            lib = [ActorBlueprint(f"vehicle.maker.model{k}", {"role_name": "autopilot", "color": "0,0,0"}) for k in range(4)]
+            lib += [ActorBlueprint("sensor.camera.rgb", {"image_size_x": "800", "image_size_y": "600", "fov": "90",
                                                     "role_name": "front"}),
-                    Blueprint("sensor.camera.semantic_segmentation", {"image_size_x": "800", "image_size_y": "600",
+                    ActorBlueprint("sensor.camera.semantic_segmentation", {"image_size_x": "800", "image_size_y": "600",
                                                                       "fov": "90", "role_name": "front"})]
             self.lib = BlueprintLibrary(lib)
             state["worlds"].append(self)
@@ -220,7 +229,8 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
         def get_settings(self):
             return copy.copy(self.settings)
 
-        def apply_settings(self, s):
+        def apply_settings(self, settings):  # the real carla method's parameter names
+            s = settings
             self.settings = copy.copy(s)
             self.applied.append(copy.copy(s))
             return self.frame
@@ -234,7 +244,8 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
         def set_weather(self, w):
             self.weather = w
 
-        def try_spawn_actor(self, bp, transform, attach_to=None):
+        def try_spawn_actor(self, blueprint, transform, attach_to=None):  # the real carla method's parameter names
+            bp = blueprint
             for a in self.actors:
                 if a.parent is None and attach_to is None and not isinstance(a, Sensor):
                     if abs(a._t.location.x - transform.location.x) < 1 and abs(a._t.location.y - transform.location.y) < 1:
@@ -244,7 +255,8 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             self.actors.append(a)
             return a
 
-        def spawn_actor(self, bp, transform, attach_to=None):
+        def spawn_actor(self, blueprint, transform, attach_to=None):  # the real carla method's parameter names
+            bp = blueprint
             a = self.try_spawn_actor(bp, transform, attach_to)
             if a is None:
                 raise RuntimeError("Spawn failed because of collision at spawn position")
@@ -275,16 +287,20 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             self.sync = False
             self.seed = None
 
-        def set_synchronous_mode(self, flag):
+        def set_synchronous_mode(self, mode_switch):  # the real carla method's parameter names
+            flag = mode_switch
             self.sync = bool(flag)
 
-        def set_random_device_seed(self, seed):
+        def set_random_device_seed(self, value):  # the real carla method's parameter names
+            seed = value
             self.seed = seed
 
-        def set_desired_speed(self, actor, kmh):
+        def set_desired_speed(self, actor, speed):  # the real carla method's parameter names
+            kmh = speed
             actor.desired_kmh = kmh
 
-        def ignore_lights_percentage(self, actor, pct):
+        def ignore_lights_percentage(self, actor, perc):  # the real carla method's parameter names
+            pct = perc
             actor.ignore_lights = pct
 
     class Client:
@@ -293,7 +309,8 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             self.timeout = 5.0
             self.world = None
 
-        def set_timeout(self, s):
+        def set_timeout(self, seconds):  # the real carla method's parameter names
+            s = seconds
             self.timeout = float(s)
 
         def _check(self):
@@ -315,7 +332,8 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
                 self.world = World()
             return self.world
 
-        def load_world(self, name):
+        def load_world(self, map_name):  # the real carla method's parameter names
+            name = map_name
             self._check()
             state["load_world_timeout"] = self.timeout
             self.world = World(f"Carla/Maps/{name}")
