@@ -3,7 +3,9 @@
 Topics (role = scenario `ego.role_name`, default "ego"):
   /carla/<role>/<rgb_sensor>/image             sensor_msgs/Image bgra8
   /carla/<role>/<rgb_sensor>/camera_info       sensor_msgs/CameraInfo
-  /carla/<role>/<semantic_sensor>/image        sensor_msgs/Image bgra8, Cityscapes palette colours
+  /carla/<role>/<semantic_sensor>/image        sensor_msgs/Image bgra8, CARLA's CityScapesPalette colours
+                                               (from the raw tags on CARLA, as the CARLA ROS bridge sends)
+  /carla/<role>/<semantic_sensor>/train_ids    sensor_msgs/Image mono8, the exact trainIds (255 void)
   /carla/<role>/<semantic_sensor>/camera_info
   /clock                                       rosgraph_msgs/Clock (simulation time, 0.05 s ticks)
 frame_id is `<role>/<sensor>`. The same topics come from the embedded simulator or a CARLA
@@ -28,6 +30,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from sqgan_core.labels import colorize
 from ros2_ws.image_conversions import convert, numpy_to_image
 from sim import SimFrame, make_source
+from sim.carla_tags import tags_to_palette
 from sim.scenario import ScenarioError, load_scenario
 
 
@@ -52,6 +55,15 @@ def camera_info(frame: SimFrame, frame_id: str) -> CameraInfo:
     msg.p = [cam.fx, 0.0, cam.cx, 0.0, 0.0, cam.fy, cam.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     return msg
 
+
+
+def semantic_palette(frame: SimFrame) -> np.ndarray:
+    """The semantic camera image as the CARLA ROS bridge publishes it: CARLA's CityScapesPalette of
+    the raw tags when the frame came from CARLA, else the trainIds in the Cityscapes palette (the same
+    colours CARLA >= 0.9.14 gives those 19 classes; void black like CARLA's Unlabeled)."""
+    if frame.carla_tags is not None and frame.tag_set is not None:
+        return tags_to_palette(frame.carla_tags, frame.tag_set)
+    return colorize(frame.labels)
 
 class SimPublisher(Node):
     """Steps a FrameSource on a timer and publishes RGB, semantic, camera_info and /clock."""
@@ -111,6 +123,9 @@ class SimPublisher(Node):
         self.frame_ids = {k: f"{role}/{p[k]}" for k in ("rgb_sensor", "semantic_sensor")}
         base = {k: f"/carla/{role}/{p[k]}" for k in ("rgb_sensor", "semantic_sensor")}
         self.pub_img = {k: self.create_publisher(Image, f"{b}/image", qos) for k, b in base.items()}
+        # The semantic image is what the CARLA ROS bridge publishes (CityScapesPalette colours, bgra8);
+        # the exact trainId map goes out beside it as mono8.
+        self.pub_train_ids = self.create_publisher(Image, f"{base['semantic_sensor']}/train_ids", qos)
         self.pub_info = {k: self.create_publisher(CameraInfo, f"{b}/camera_info", qos) for k, b in base.items()}
         self.pub_clock = self.create_publisher(Clock, "/clock", 10) if p["publish_clock"] else None
         self.source = make_source(self.cfg)
@@ -147,12 +162,16 @@ class SimPublisher(Node):
         stamp = stamp_of(frame.stamp)
         if self.pub_clock is not None:
             self._publish(self.pub_clock, Clock(clock=stamp))
-        for key, image in (("rgb_sensor", frame.rgb), ("semantic_sensor", colorize(frame.labels))):
+        for key, image in (("rgb_sensor", frame.rgb), ("semantic_sensor", semantic_palette(frame))):
             msg = numpy_to_image(convert(image, "bgra8"), "bgra8")
             msg.header.stamp = stamp
             msg.header.frame_id = self.frame_ids[key]
             self._publish(self.pub_img[key], msg)
             self._publish(self.pub_info[key], camera_info(frame, self.frame_ids[key]))
+        ids = numpy_to_image(np.ascontiguousarray(frame.labels, dtype=np.uint8), "mono8")
+        ids.header.stamp = stamp
+        ids.header.frame_id = self.frame_ids["semantic_sensor"]
+        self._publish(self.pub_train_ids, ids)
         self.published += 1
 
     def _tick(self) -> None:

@@ -295,7 +295,7 @@ class CarlaSource(SourceBase):
             speed = math.sqrt(v.x * v.x + v.y * v.y + v.z * v.z)
         pose = Pose(tr.location.x, tr.location.y, tr.location.z, tr.rotation.roll, tr.rotation.pitch, tr.rotation.yaw)
         return SimFrame(rgb=rgb, labels=labels, stamp=float(rgb_img.timestamp), index=self.index, camera=self.camera,
-                        ego_pose=pose, ego_speed=speed, source="carla")
+                        ego_pose=pose, ego_speed=speed, source="carla", carla_tags=tags.copy(), tag_set=self.tag_set)
 
     def close(self) -> None:
         """Stop sensors, destroy spawned actors and restore the server's previous settings."""

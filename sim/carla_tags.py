@@ -101,6 +101,18 @@ def tag_lut(tag_set: str) -> np.ndarray:
     return lut
 
 
+def tags_to_palette(tags: np.ndarray, tag_set: str) -> np.ndarray:
+    """Raw CARLA tag image -> H x W x 3 RGB in CARLA's CityScapesPalette, as the server's
+    `Image.convert(CityScapesPalette)` and the CARLA ROS bridge's semantic topic give it (tags the
+    set does not define are black, like `Unlabeled`)."""
+    if tag_set not in TAG_SETS:
+        raise ValueError(f"unknown CARLA tag set {tag_set!r}; known: {', '.join(TAG_SETS)}")
+    lut = np.zeros((256, 3), np.uint8)
+    for tag, _name, col, _cls in TAG_SETS[tag_set]:
+        lut[tag] = col
+    return lut[np.asarray(tags, np.uint8)]
+
+
 def tags_to_train_ids(tags: np.ndarray, tag_set: str) -> np.ndarray:
     """Raw CARLA tag image (H x W uint8, the red channel) -> trainIds."""
     if tag_set not in TAG_SETS:

@@ -84,6 +84,11 @@ class SimFrame:
     ego_pose: Pose = field(default_factory=Pose)
     ego_speed: float = 0.0
     source: str = "embedded"
+    # CARLA only: the semantic camera's raw tags (HxW uint8) and their tag set, so the ROS publisher can
+    # send the CityScapesPalette image the CARLA ROS bridge sends (road lines, ground, ... keep their
+    # CARLA colours). None for the embedded simulator, whose labels are trainIds from the start.
+    carla_tags: np.ndarray | None = None
+    tag_set: str | None = None
 
     def __post_init__(self) -> None:
         h, w = self.camera.height, self.camera.width

@@ -50,6 +50,8 @@ def test_topics_from_embedded_simulator(tmp_path, ros_env):
     node.create_subscription(Image, "/carla/hero/rgb_front/image", got["rgb"].append, qos)
     node.create_subscription(Image, "/carla/hero/semantic_segmentation_front/image", got["sem"].append, qos)
     node.create_subscription(CameraInfo, "/carla/hero/rgb_front/camera_info", got["info"].append, qos)
+    got["ids"] = []
+    node.create_subscription(Image, "/carla/hero/semantic_segmentation_front/train_ids", got["ids"].append, qos)
     node.create_subscription(Clock, "/clock", got["clock"].append, 50)
     proc = subprocess.Popen([sys.executable, "-m", "ros2_ws.sim_publisher", "--ros-args", "-p",
                              f"scenario:={scen}", "-p", "role_name:=hero", "-p", "wait_for_subscribers:=1",
@@ -80,6 +82,10 @@ def test_topics_from_embedded_simulator(tmp_path, ros_env):
     colours = {tuple(c) for c in sem.reshape(-1, 3).tolist()}
     assert colours <= {tuple(c) for c in PALETTE.tolist()} | {(0, 0, 0)}
     assert len(colours) >= 4
+    ids_msg = [m for m in got["ids"] if m.header.stamp == sem_msg.header.stamp][0]  # the exact trainIds beside it
+    from sqgan_core.labels import decolorize
+
+    assert ids_msg.encoding == "mono8" and (image_to_numpy(ids_msg) == decolorize(sem)).all()
     assert (image_to_numpy(rgb_msg)[..., 3] == 255).all()
     info = got["info"][-1]
     assert info.k[0] == pytest.approx(64.0) and info.k[2] == pytest.approx(64.0) and info.k[5] == pytest.approx(32.0)
@@ -131,3 +137,9 @@ def test_source_parameter_switches_to_carla_bridge(tmp_path, ros_env):
     assert proc.returncode == 0, log
     assert "publishing carla scenario" in log
     assert len(got) == 4 and got[0].encoding == "bgra8" and got[0].header.frame_id == "ego/semantic_segmentation_front"
+    # what the CARLA ROS bridge publishes: CARLA's CityScapesPalette of the raw tags, so road lines keep
+    # their own colour (the stand-in draws every tag of 0.9.16, RoadLines included)
+    from ros2_ws.image_conversions import image_to_numpy, to_rgb
+
+    colours = {tuple(c) for c in to_rgb(image_to_numpy(got[-1]), "bgra8").reshape(-1, 3).tolist()}
+    assert (157, 234, 50) in colours and (128, 64, 128) in colours  # RoadLines beside Roads
