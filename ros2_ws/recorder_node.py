@@ -48,8 +48,8 @@ class PipelineRecorder(Node):
         super().__init__("pipeline_recorder")
         d = self.declare_parameter
         d("vehicle_ids", [0])
-        d("camera_topic", "/carla/ego/rgb_front/image")
-        d("semantic_topic", "/carla/ego/semantic_segmentation_front/image")
+        d("camera_topic", "/carla/ego_vehicle/rgb_front/image")
+        d("semantic_topic", "/carla/ego_vehicle/semantic_segmentation_front/image")
         d("out_dir", "out/pipeline")
         d("frames", 40)
         d("timeout", 240.0)

@@ -1,6 +1,6 @@
 """ROS 2 node publishing simulator frames with the CARLA ROS bridge's conventions.
 
-Topics (role = scenario `ego.role_name`, default "ego"):
+Topics (role = scenario `ego.role_name`, default "ego_vehicle", as the CARLA ROS bridge):
   /carla/<role>/<rgb_sensor>/image             sensor_msgs/Image bgra8
   /carla/<role>/<rgb_sensor>/camera_info       sensor_msgs/CameraInfo
   /carla/<role>/<semantic_sensor>/image        sensor_msgs/Image bgra8, CARLA's CityScapesPalette colours

@@ -61,9 +61,9 @@ class VehicleEncoder(Node):
         super().__init__("vehicle_encoder")
         d = self.declare_parameter
         d("vehicle_id", 0)
-        d("camera_topic", "/carla/ego/rgb_front/image")
+        d("camera_topic", "/carla/ego_vehicle/rgb_front/image")
         d("semantic_source", "topic")  # topic | segmenter
-        d("semantic_topic", "/carla/ego/semantic_segmentation_front/image")
+        d("semantic_topic", "/carla/ego_vehicle/semantic_segmentation_front/image")
         d("segmenter", "")
         d("m_x", 0.5)
         d("m_s", 0.5)

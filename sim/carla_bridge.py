@@ -28,6 +28,8 @@ from sim.source import SourceBase
 from sqgan_core.errors import InputError
 
 MIN_VERSION = (0, 9, 13)
+# Sensor role names = the topic names the CARLA ROS bridge derives from them (/carla/<role>/<id>/image).
+SENSOR_IDS = {"rgb": "rgb_front", "semantic": "semantic_segmentation_front"}
 
 
 class CarlaUnavailable(ImportError):
@@ -188,8 +190,8 @@ class CarlaSource(SourceBase):
             bp.set_attribute("image_size_x", str(self.camera.width))
             bp.set_attribute("image_size_y", str(self.camera.height))
             bp.set_attribute("fov", str(self.camera.fov))
-            if bp.has_attribute("role_name"):
-                bp.set_attribute("role_name", name)
+            if bp.has_attribute("role_name"):  # the CARLA ROS bridge's sensor ids, which name its topics
+                bp.set_attribute("role_name", SENSOR_IDS[name])
             sensor = self.world.spawn_actor(bp, mount, attach_to=self.ego)
             q: queue.Queue = queue.Queue()
             sensor.listen(q.put)

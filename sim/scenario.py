@@ -65,7 +65,7 @@ class EgoConfig:
     speed: float = field(default=9.0, metadata=_rng(0.0, 40.0, help="target speed, m/s"))
     route: Union[str, list] = field(default="random", metadata=_rng(help="random | loop | list of straight/left/right"))
     obey_traffic_lights: bool = False
-    role_name: str = "ego"
+    role_name: str = "ego_vehicle"
     mount_x: float = field(default=1.0, metadata=_rng(-5.0, 5.0, help="camera forward of ego centre, m"))
     mount_z: float = field(default=1.6, metadata=_rng(0.3, 5.0, help="camera height, m"))
     pitch: float = field(default=0.0, metadata=_rng(-45.0, 45.0, help="camera pitch, degrees (up +)"))

@@ -40,7 +40,7 @@ class SourceBase:
     """
 
     camera: CameraIntrinsics
-    role_name: str = "ego"
+    role_name: str = "ego_vehicle"
     max_frames: int | None = None
 
     def step(self) -> SimFrame:  # pragma: no cover - abstract

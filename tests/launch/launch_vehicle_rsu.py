@@ -33,7 +33,7 @@ def include(name: str) -> IncludeLaunchDescription:
 @pytest.mark.launch_test
 def generate_test_description():
     camera = Node(package="sqgan", executable="sim_publisher", name="sim_publisher", output="screen",
-                  parameters=[{"scenario": "default", "role_name": "ego", "rate": 4.0, "frames": -1}])
+                  parameters=[{"scenario": "default", "role_name": "ego_vehicle", "rate": 4.0, "frames": -1}])
     return launch.LaunchDescription([
         include("rsu.launch.py"),
         include("vehicle.launch.py"),

@@ -119,7 +119,7 @@ def test_source_parameter_switches_to_carla_bridge(tmp_path, ros_env):
     rclpy.init()
     node = rclpy.create_node("sim_publisher_carla_test")
     got: list = []
-    node.create_subscription(Image, "/carla/ego/semantic_segmentation_front/image", got.append, 50)
+    node.create_subscription(Image, "/carla/ego_vehicle/semantic_segmentation_front/image", got.append, 50)
     proc = subprocess.Popen([sys.executable, "-m", "ros2_ws.sim_publisher", "--ros-args", "-p", f"scenario:={scen}",
                              "-p", "source:=carla", "-p", "wait_for_subscribers:=1", "-p", "frames:=4"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -136,7 +136,7 @@ def test_source_parameter_switches_to_carla_bridge(tmp_path, ros_env):
     log = out.decode(errors="replace")
     assert proc.returncode == 0, log
     assert "publishing carla scenario" in log
-    assert len(got) == 4 and got[0].encoding == "bgra8" and got[0].header.frame_id == "ego/semantic_segmentation_front"
+    assert len(got) == 4 and got[0].encoding == "bgra8" and got[0].header.frame_id == "ego_vehicle/semantic_segmentation_front"
     # what the CARLA ROS bridge publishes: CARLA's CityScapesPalette of the raw tags, so road lines keep
     # their own colour (the stand-in draws every tag of 0.9.16, RoadLines included)
     from ros2_ws.image_conversions import image_to_numpy, to_rgb

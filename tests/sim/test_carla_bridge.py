@@ -57,7 +57,7 @@ def test_synchronous_mode_sensors_role_and_cleanup(carla_standin):
     assert world.settings.synchronous_mode and world.settings.fixed_delta_seconds == 0.05
     assert src.tm.sync
     ego = src.ego
-    assert ego.attributes["role_name"] == "ego" and ego.autopilot
+    assert ego.attributes["role_name"] == "ego_vehicle" and ego.autopilot
     cams = [a for a in world.actors if a.type_id.startswith("sensor.")]
     assert {c.type_id for c in cams} == {"sensor.camera.rgb", "sensor.camera.semantic_segmentation"}
     for c in cams:
