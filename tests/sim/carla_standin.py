@@ -6,8 +6,12 @@ sim/carla_bridge.py calls, with CARLA's documented behaviour: synchronous ticks 
 ids, sensors delivering BGRA `Image`s through `listen()` callbacks, semantic images carrying the
 tag in the red channel, `Image.convert(ColorConverter.CityScapesPalette)` replacing tags by
 palette colours, `Client.get_world()` raising RuntimeError after the client timeout when no
-server answers. The tag numbering and colours per version come from sim.carla_tags, so what this
-stand-in verifies is the bridge's plumbing and version handling, not CARLA's renderer.
+server answers, images delivered on another thread after tick() returns, late, now and then after
+an older frame's. From 0.9.14 the tag numbers and names come from the real client's
+`carla.CityObjectLabel` when it is installed (`server_tags`), so a wrong table in sim.carla_tags
+fails the bridge tests; the palette colours come from sim.carla_tags (the client library holds them
+but they cannot be read without a server). What this stand-in verifies is the bridge's plumbing and
+version handling, not CARLA's renderer.
 
 Use `make(version="0.9.16", reachable=True)` to get a fresh module object.
 """
@@ -16,6 +20,8 @@ from __future__ import annotations
 import copy
 import fnmatch
 import math
+import random
+import threading
 import time
 import types
 
@@ -26,6 +32,26 @@ from sim.carla_tags import TAG_SETS, tag_set_for_version
 IS_STANDIN = True
 
 
+def server_tags(version: str) -> list[tuple[int, str, tuple[int, int, int], None]]:
+    """(tag, name, palette colour, None) of every tag a server of `version` renders. From 0.9.14 the
+    numbers and names come from the real client's `carla.CityObjectLabel` when it is installed, not
+    from sim.carla_tags (the table under test); the colours, compiled into the client library and not
+    readable without a server, still come from there. Before 0.9.14 (renumbered since), from
+    sim.carla_tags' legacy table."""
+    set_name = tag_set_for_version(version)
+    colours = {t: col for t, _n, col, _c in TAG_SETS[set_name]}
+    if set_name == "cityscapes":
+        try:
+            import carla as real  # the real client, when installed
+        except ImportError:
+            real = None
+        if real is not None and not getattr(real, "IS_STANDIN", False) and hasattr(real, "CityObjectLabel"):
+            return [(int(v), n, colours.get(int(v), (0, 0, 0)), None)
+                    for n, v in sorted(real.CityObjectLabel.names.items(), key=lambda kv: int(kv[1]))
+                    if int(v) != 255]
+    return [(t, n, col, None) for t, n, col, _c in TAG_SETS[set_name]]
+
+
 def make(version: str = "0.9.16", reachable: bool = True, client_version: str | None = None,
          stale_first: bool = False, drop_sensor: str | None = None) -> types.ModuleType:
     """A fresh stand-in `carla` module emulating a server of `version`."""
@@ -33,7 +59,7 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
     m.IS_STANDIN = True
     m.__version__ = client_version or version
     state = {"version": version, "reachable": reachable, "stale_first": stale_first, "drop_sensor": drop_sensor,
-             "worlds": []}
+             "worlds": [], "rng": random.Random(0)}
     m._state = state
 
     class Location:
@@ -67,7 +93,8 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
         Raw = 0
         CityScapesPalette = 1
 
-    tags = TAG_SETS[tag_set_for_version(version)]
+    tags = server_tags(version)
+    state["tags"] = tags
 
     class Image:
         def __init__(self, frame, timestamp, width, height, fov, raw):
@@ -276,9 +303,15 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
                 kind = "semantic" if "semantic" in s.type_id else "rgb"
                 if state["drop_sensor"] == kind:
                     continue
-                if state["stale_first"]:
-                    s.callback(s._emit(self.frame - 1, self.elapsed - 0.05))
-                s.callback(s._emit(self.frame, self.elapsed))
+                # Like a real server: images arrive on the client's own thread, after tick() returned,
+                # a little late, and now and then an older frame's image comes first.
+                older = state["stale_first"] or state["rng"].random() < 0.15
+                images = ([s._emit(self.frame - 1, self.elapsed - 0.05)] if older and self.frame > 1 else []) + \
+                    [s._emit(self.frame, self.elapsed)]
+                t = threading.Timer(state["rng"].uniform(0.001, 0.03), lambda cb=s.callback, ims=images:
+                                    [cb(im) for im in ims])
+                t.daemon = True
+                t.start()
             return self.frame
 
     class TrafficManager:
