@@ -194,7 +194,7 @@ class PipelineRecorder(Node):
             "packets_lost": num(sent - received) if sent is not None and received is not None else None,
             "packets_missing": num(self._diag_sum("sqgan rsu: vehicle_", "packets_missing")),
             "link_packets_dropped": None if link is None else link.get("dropped_total"),
-            "link_packets_duplicated": None if link is None else link.get("duplicated"),
+            "link_packets_duplicated": None if link is None else link.get("duplicated", 0),
             "mean_bpp": num(8 * bits / pixels, 5) if bits and pixels else None,
             "miou_seg_recon": num(seg.get("recon")),
             "miou_seg_orig": num(seg.get("orig")),
@@ -226,6 +226,9 @@ class PipelineRecorder(Node):
                 "packets_lost": "packets_sent - packets_arrived: sent by a vehicle, never reached the RSU "
                                 "(link_packets_dropped - link_packets_duplicated, plus any in flight at the stop)",
                 "packets_missing": "packets the RSU's closed frames needed and did not get (no spare info copies)",
+                "counters": "vehicle and RSU counters come from their last /diagnostics (every diagnostics_period), "
+                            "the link's from its stats file (every second): while frames still flow they can differ "
+                            "by one period of traffic; they agree exactly once the stream has stopped",
                 "frames_lost_on_link": "frames the RSU could not decode: masks never arrived, or no packet did",
             },
             "profile": self.p["profile"],
