@@ -167,12 +167,12 @@ def config_dirs() -> list[Path]:
     if os.environ.get("SQGAN_CONFIG_DIR"):
         dirs.append(Path(os.environ["SQGAN_CONFIG_DIR"]))
     dirs.append(Path(__file__).resolve().parent.parent / "configs")
-    try:  # a real ROS 2 install: share/sqgan/configs
-        from ament_index_python.packages import get_package_share_directory
-
-        dirs.append(Path(get_package_share_directory("sqgan")) / "configs")
-    except Exception:  # noqa: BLE001 - ament index absent or package not installed there
-        pass
+    # A ROS 2 install: the ament index is plain files (what ament_index_python reads), looked up here
+    # without importing any ROS package into the codec.
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        if (Path(prefix) / "share" / "ament_index" / "resource_index" / "packages" / "sqgan").is_file():
+            dirs.append(Path(prefix) / "share" / "sqgan" / "configs")
+            break
     dirs.append(Path(sys.prefix) / "share" / "sqgan" / "configs")
     out: list[Path] = []
     for d in dirs:

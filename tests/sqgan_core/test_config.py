@@ -55,3 +55,16 @@ def test_yaml_reads_exponent_floats_as_numbers():
 
     assert load_yaml("a: 1e12\nb: -5E-3\nc: .5e2\nd: 1.5\ne: 7\nf: 1e\ng: '1e3'\n") == \
         {"a": 1e12, "b": -5e-3, "c": 50.0, "d": 1.5, "e": 7, "f": "1e", "g": "1e3"}
+
+
+def test_importing_the_codec_loads_no_simulator_and_no_ros():
+    """The codec knows no node: `import sqgan_core` (and resolving its configs) pulls in neither the
+    simulator nor any ROS package, not even the ament index."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sqgan_core, sqgan_core.codec, sqgan_core.config as c; c.config_dirs(); "
+            "print(sorted(m for m in ('sim', 'rclpy', 'ament_index_python', 'ros2_ws') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
