@@ -68,6 +68,7 @@ setup(
             "link = ros2_ws.link.emulator:register",
             "launch = ros2_ws.launcher:register",
             "demo = ros2_ws.demo:register",
+            "bag = ros2_ws.bag:register",
         ],
         "sqgan.frame_sources": [
             "embedded = sim:make_source",

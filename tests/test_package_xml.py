@@ -20,7 +20,7 @@ ROS_PACKAGES = {"rclpy", "rcl_interfaces", "builtin_interfaces", "sensor_msgs", 
                 "rosgraph_msgs", "ament_index_python", "launch", "launch_ros"}
 # No rosdep key: installed with pip (README "On a ROS 2 install"); optional ones only where their feature is used.
 PIP_ONLY = {"constriction": "constriction", "moderngl": "moderngl", "mmseg": "mmsegmentation",
-            "mmengine": "mmengine", "mmcv": "mmcv-lite", "lpips": "lpips", "carla": "carla"}
+            "mmengine": "mmengine", "mmcv": "mmcv-lite", "lpips": "lpips", "carla": "carla", "rosbags": "rosbags"}
 
 
 def third_party_imports() -> dict[str, set[str]]:

@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_name(args: argparse.Namespace) -> str:
-    sub = getattr(args, "target", None) or getattr(args, "sim_command", None) or getattr(args, "stage", None)
+    sub = next((v for k in ("target", "sim_command", "stage", "bag_command") if isinstance(v := getattr(args, k, None), str)),
+               None)
     return f"{args.command} {sub}" if isinstance(sub, str) else str(args.command)
 
 

@@ -165,6 +165,15 @@ CASES: list[tuple[list[str], list[str]]] = [
     (["train", "priors", "--model", "shipped", "--data", "{d}/data", "-o", "{d}/p.pt", "--frames", "0"],
      ["--frames"]),
     (["train", "priors", "--model", "shipped", "--data", "{d}/data", "-o", "{d}/empty_dir"], ["empty_dir"]),
+    # bag
+    (["bag", "info", "{d}/missing_bag"], ["missing_bag"]),
+    (["bag", "info", "{d}/empty_dir"], ["empty_dir"]),
+    (["bag", "record", "/sqgan_no_such_topic", "-o", "{d}/a_file"], ["a_file"]),
+    (["bag", "record", "/sqgan_no_such_topic", "-o", "{d}/new_bag", "--discovery-timeout", "0.5"],
+     ["/sqgan_no_such_topic"]),
+    (["bag", "record", "/t", "-o", "{d}/new_bag2", "--storage", "zip"], ["--storage"]),
+    (["bag", "play", "{d}/missing_bag"], ["missing_bag"]),
+    (["bag", "play", "{d}/empty_dir", "--rate", "0"], ["--rate"]),
     # bench
     (["bench", "codec", "--mx", "2"], ["--mx"]),
     (["bench", "codec", "--height", "7", "--untrained"], ["--height"]),
@@ -187,7 +196,7 @@ CASES: list[tuple[list[str], list[str]]] = [
 
 
 def _command(argv: list[str]) -> str:
-    return " ".join(argv[:2]) if argv[0] in ("sim", "train", "bench") else argv[0]
+    return " ".join(argv[:2]) if argv[0] in ("sim", "train", "bench", "bag") else argv[0]
 
 
 def _leaf_commands() -> set[str]:
