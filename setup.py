@@ -79,6 +79,7 @@ setup(
             "train = sqgan_core.training.bench:register",
             "sim = sim.bench:register",
             "pipeline = ros2_ws.bench:register",
+            "stream = ros2_ws.bench_stream:register",
         ],
     },
 )
