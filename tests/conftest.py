@@ -45,7 +45,8 @@ def installed_env(prefix) -> dict[str, str]:
     from pathlib import Path
 
     site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix)}))
-    env = {k: v for k, v in os.environ.items() if k not in ("SQGAN_CONFIG_DIR", "AMENT_PREFIX_PATH", "PYTHONPATH")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SQGAN_CONFIG_DIR", "AMENT_PREFIX_PATH", "PYTHONPATH", "FASTDDS_DEFAULT_PROFILES_FILE")}
     env.update({"PYTHONPATH": str(site), "AMENT_PREFIX_PATH": str(prefix)})
     return env
 
