@@ -233,6 +233,7 @@ def h(keyset, tmp_path_factory):
             return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
     old = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS")
+    old_profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
     os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"  # this process too: no /dev/shm segments left behind
     os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = DDS_XML
     hh = Harness(keyset, _env(), tmp_path_factory.mktemp("pipe"), endpoint)
@@ -243,10 +244,11 @@ def h(keyset, tmp_path_factory):
     v0.wait_for("vehicle 0:")
     yield hh
     hh.close()
-    if old is None:  # leave the environment as other test modules expect it
-        os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-    else:
-        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = old
+    for key, value in (("FASTDDS_BUILTIN_TRANSPORTS", old), ("FASTDDS_DEFAULT_PROFILES_FILE", old_profile)):
+        if value is None:  # leave the environment as other test modules expect it
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def test_frames_flow_end_to_end(h):
