@@ -87,7 +87,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         meta = train_segmenter(args.data, args.work_dir, args.output, args.iters, args.batch_size, args.val_interval,
                                args.resume, tuple(args.crop), workers=args.workers, init=init,
-                               max_minutes=args.max_minutes, lr=args.lr, val_seconds=args.val_seconds)
+                               max_minutes=args.max_minutes, lr=args.lr, val_seconds=args.val_seconds,
+                               init_label=args.init)  # as given ('shipped' or the path typed), not this machine's path
     except SegmenterError as exc:
         raise CommandError(str(exc)) from None
     print(json.dumps({"model": str(args.output), **meta}))

@@ -310,8 +310,8 @@ def _as_mmengine_hook(obj: DeadlineHook):
 def train_segmenter(data_root: str | os.PathLike[str], work_dir: str | os.PathLike[str], out: str | os.PathLike[str],
                     iters: int, batch_size: int = 8, val_interval: int = 1000, resume: bool = False,
                     crop: tuple[int, int] = (256, 512), workers: int = 0, init: str | os.PathLike[str] | None = None,
-                    max_minutes: float | None = None, lr: float = 0.05, val_seconds: float | None = None
-                    ) -> dict[str, Any]:
+                    max_minutes: float | None = None, lr: float = 0.05, val_seconds: float | None = None,
+                    init_label: str | None = None) -> dict[str, Any]:
     """Train with mmengine's Runner; `out` always holds the best model by validation mIoU so far, and
     `out` with the suffix .json its validation figures.
 
@@ -325,7 +325,7 @@ def train_segmenter(data_root: str | os.PathLike[str], work_dir: str | os.PathLi
                        val_interval=min(val_interval, iters), workers=workers)
     cfg.resume = resume
     meta = {"iters": iters, "data": str(data_root), "batch_size": batch_size, "crop": list(crop),
-            "init": str(init) if init else None, "max_minutes": max_minutes,
+            "init": init_label or (str(init) if init else None), "max_minutes": max_minutes,
             "class_weights": "sqrt median frequency", "ratio_range": [0.75, 1.5]}
     hook = _as_mmengine_hook(DeadlineHook(Path(out), iters, max_minutes * 60 if max_minutes else None, lr, cfg, meta,
                                           val_seconds=val_seconds))
