@@ -44,10 +44,6 @@ def _make(cfg):
 def cmd_export(args: argparse.Namespace) -> int:
     from sim.export import export_frames
 
-    if args.frames < 1:
-        raise CommandError("--frames must be at least 1")
-    if args.stride < 1:
-        raise CommandError("--stride must be at least 1")
     for flag, value in (("--split", args.split), ("--city", args.city)):
         # one plain folder name: '../x', 'a/b' or an absolute path would write outside --out
         if value is not None and (not value or value in (".", "..") or "/" in value or "\\" in value):

@@ -77,10 +77,6 @@ def _train(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.data}: needs leftImg8bit/train and leftImg8bit/val (Cityscapes layout)")
     from sqgan_core.segmentation.segmenter import WEIGHTS, SegmenterError
 
-    if args.iters < 1:
-        raise CommandError("--iters must be at least 1")
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        raise CommandError("--max-minutes must be > 0")
     init = WEIGHTS if args.init == "shipped" else (Path(args.init) if args.init else None)
     if init is not None and not init.is_file():
         raise CommandError(f"--init: segmenter checkpoint not found: {init}")

@@ -51,8 +51,6 @@ def _run(args: argparse.Namespace) -> int:
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
         raise CommandError(f"--stages: unknown {bad or 'empty'}; choose from {', '.join(STAGES)}")
-    if args.steps < 1 or args.warmup < 0:
-        raise CommandError("--steps must be >= 1 and --warmup >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
