@@ -57,7 +57,7 @@ def test_gpu_window_rehearsal_leaves_loadable_files(tmp_path):
     val = json.loads((out / "sqgan_val.json").read_text())
     assert {"val_miou_shat_m0.5", "val_psnr_m0.5"} <= set(val["best"])
     seg = Segmenter.load(out / "segmenter_fastscnn.pt")
-    assert seg.metadata["init"].endswith("segmenter_fastscnn.pt")
+    assert seg.metadata["init"] == "shipped"  # recorded as given, never as this machine's path
     assert json.loads((out / "segmenter_fastscnn.json").read_text())["best_val_mIoU"] is not None
     bench = json.loads((out / "bench_small.json").read_text())
     assert bench["config"] == "small" and bench["devices"]["cpu"]["end_to_end_ms"]["p50"] > 0
