@@ -87,11 +87,12 @@ def _sensor_qos(depth: int = 100) -> Any:
 
 
 def record(output: Path, topics: list[str], storage: str = "mcap", duration: float | None = None,
-           max_messages: int | None = None, discovery_timeout: float = 10.0,
+           max_messages: int | None = None, discovery_timeout: float = 10.0, compression: str = "none",
            log=lambda m: print(f"[bag] {m}", file=sys.stderr, flush=True)) -> dict[str, Any]:
     """Record `topics` into a new bag at `output` until `duration` s, `max_messages` or SIGINT."""
     import rclpy
-    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from ros2_ws.bag_transcode import open_writer
 
     if output.exists():
         raise BagError(f"{output} exists; a bag is written into a new folder")
@@ -113,9 +114,7 @@ def record(output: Path, topics: list[str], storage: str = "mcap", duration: flo
             raise BagError(f"topic(s) {', '.join(missing)} not published within {discovery_timeout:g} s")
         classes = {t: message_class(types[t]) for t in topics}
         store = _typestore()
-        writer = Writer(output, version=BAG_VERSION,
-                        storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
-        writer.open()
+        writer = open_writer(output, storage, compression)
         conns = {}
         for t in topics:
             try:
@@ -221,7 +220,7 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if args.bag_command == "record":
             print(json.dumps(record(args.output, args.topics, args.storage, args.duration, args.max_messages,
-                                    args.discovery_timeout)))
+                                    args.discovery_timeout, compression=args.compression_mode)))
             return 0
         print(json.dumps(play(args.bag, args.rate, args.loop, args.clock, args.delay, args.topics)))
         return 0
@@ -252,5 +251,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     y.add_argument("--clock", action="store_true", help="publish /clock from the bag's time stamps")
     y.add_argument("--delay", type=float, default=0.5, help="seconds to wait for subscribers first (default 0.5)")
     y.add_argument("--topics", nargs="+", help="only these topics")
+    r.add_argument("--compression-mode", choices=("none", "message", "file"), default="none",
+                   help="zstd compression, as ros2 bag record --compression-mode (default none)")
     for q in (i, r, y):
         q.set_defaults(func=_run)
+    from ros2_ws import bag_eval, bag_transcode
+
+    bag_eval.register(sub)
+    bag_transcode.register(sub)

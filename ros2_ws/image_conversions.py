@@ -14,6 +14,11 @@ from typing import Any
 
 import numpy as np
 
+# sensor_msgs/CompressedImage `format` of the SQ-GAN frame bitstream a vehicle logs on <camera>/sqgan
+# (`sqgan decode` reads the bytes), named like image_transport's "rgb8; jpeg compressed bgr8".
+COMPRESSED_FORMAT = "rgb8; sqgan compressed v1"
+SQGAN_FORMAT_TAG = "sqgan compressed"
+
 # encoding -> (channels, numpy dtype of one channel); sensor_msgs/image_encodings.h
 ENCODINGS: dict[str, tuple[int, np.dtype]] = {
     "rgb8": (3, np.dtype(np.uint8)),

@@ -34,10 +34,10 @@ from ros2_ws.link.keys import KeyFileError
 from ros2_ws.link.transport import Sender
 from ros2_ws.node_common import (Rolling, diagnostic_array, diagnostic_status, image_qos, run_node, sensor_qos,
                                  set_torch_threads)
+from ros2_ws.image_conversions import COMPRESSED_FORMAT
 from ros2_ws.streaming import UNTRAINED_WARNING, ModelSpecError, StreamEncoder, load_codec, warm_up
 from ros2_ws.worker import LatestSlots, Worker
 
-COMPRESSED_FORMAT = "rgb8; sqgan compressed v1"
 RUNTIME_PARAMS = ("m_x", "m_s")
 
 
