@@ -79,11 +79,16 @@ def bag_info(path: Path) -> dict[str, Any]:
         reader.close()
 
 
-def _sensor_qos(depth: int = 100) -> Any:
+def _adapted_qos(node: Any, topic: str, depth: int = 100) -> Any:
+    """The subscription QoS `ros2 bag record` adapts to the publishers it finds: reliable when every
+    publisher offers reliable, else best effort (which matches either). Reliable matters for camera
+    frames: a 0.5 MB image is fragmented on the wire, and best effort loses a frame with any fragment."""
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    # best effort receives from reliable and best-effort publishers alike
-    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+    pubs = node.get_publishers_info_by_topic(topic)
+    reliable = bool(pubs) and all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs)
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
 
 
 def record(output: Path, topics: list[str], storage: str = "mcap", duration: float | None = None,
@@ -133,7 +138,8 @@ def record(output: Path, topics: list[str], storage: str = "mcap", duration: flo
                 done.set()
 
         for t in topics:
-            node.create_subscription(classes[t], t, lambda data, t=t: on_message(t, data), _sensor_qos(), raw=True)
+            node.create_subscription(classes[t], t, lambda data, t=t: on_message(t, data), _adapted_qos(node, t),
+                                     raw=True)
         log(f"recording {', '.join(f'{t} ({types[t]})' for t in topics)} into {output} ({storage})")
         old = signal.signal(signal.SIGINT, lambda *_: done.set())
         t_stop = None if duration is None else time.monotonic() + duration

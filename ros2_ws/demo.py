@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import socket
 import sys
 import time
@@ -40,8 +41,12 @@ def ensure_keys(keys_dir: Path, vehicles: int) -> None:
 def run_pipeline(out: Path, *, vehicles: int = 1, profile: str = "bursty_15pct", model: str | None = None,
                  sim_frames: int = 200, sim_rate: float = 10.0, record_frames: int = 30, timeout: float = 200.0,
                  params: dict[str, dict[str, Any]] | None = None, scenario: str | None = None,
-                 quiet: bool = False, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run the demo graph once; returns the recorder's summary (raises RuntimeError if none)."""
+                 quiet: bool = False, extra_env: dict[str, str] | None = None,
+                 bag: Path | None = None) -> dict[str, Any]:
+    """Run the demo graph once; returns the recorder's summary (raises RuntimeError if none).
+
+    With `bag`, the simulator is replaced by `sqgan bag play BAG --loop` (the `demo_replay` graph): a
+    recorded drive through vehicle, link and RSU, which the recorder scores as it scores the simulator."""
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output folder {out} is a file")
@@ -59,7 +64,11 @@ def run_pipeline(out: Path, *, vehicles: int = 1, profile: str = "bursty_15pct",
     p = {"recorder": {"frames": record_frames, "timeout": timeout}}
     for node, vals in (params or {}).items():
         p.setdefault(node, {}).update(vals)
-    specs = build("demo", vehicles=vehicles, sets=sets, params=p)
+    if bag is not None:
+        from ros2_ws.bag import bag_info
+
+        bag_info(bag)  # a missing or unreadable bag fails here, before any node starts
+    specs = build("demo_replay" if bag is not None else "demo", vehicles=vehicles, sets=sets, params=p)
     preflight(specs)  # profile, scenario and model load here first: a typo never starts half a graph
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
@@ -76,7 +85,21 @@ def run_pipeline(out: Path, *, vehicles: int = 1, profile: str = "bursty_15pct",
         sup = Supervisor(specs, env=env, params_dir=out / "params", output=log_file,
                          log=(lambda m: None) if quiet else (lambda m: print(f"[demo] {m}", file=sys.stderr, flush=True)))
         t0 = time.monotonic()
-        rc = sup.run(duration=timeout + 120)
+        player = None
+        if bag is not None:  # publishes until the recorder ends the graph; --delay lets the nodes start
+            import subprocess
+
+            player = subprocess.Popen([sys.executable, "-m", "sqgan_core", "bag", "play", str(bag), "--loop",
+                                       "--delay", "5"], env=env, stdout=log_file, stderr=log_file)
+        try:
+            rc = sup.run(duration=timeout + 120)
+        finally:
+            if player is not None:
+                player.send_signal(signal.SIGINT)  # the player stops and closes the bag
+                try:
+                    player.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    player.kill()
     if not summary_path.is_file():
         raise RuntimeError(f"the recorder wrote no summary (graph exit code {rc}); see {log_path}")
     summary = json.loads(summary_path.read_text())
@@ -99,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
                   "images and semantic maps are noise ***", file=sys.stderr)
         summary = run_pipeline(Path(args.out), vehicles=args.vehicles, profile=args.profile, model=model,
                                sim_frames=args.sim_frames, sim_rate=args.rate, record_frames=args.frames,
-                               timeout=args.timeout, params=parse_params(args.param), scenario=args.scenario)
+                               timeout=args.timeout, params=parse_params(args.param), scenario=args.scenario,
+                               bag=args.bag)
     except (GraphError, RuntimeError) as exc:
         raise CommandError(str(exc)) from None
     print(format_table(summary))
@@ -119,5 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=positive_float, default=10.0, help="camera rate in Hz (default 10)")
     p.add_argument("--timeout", type=positive_float, default=150.0, help="recording time limit in seconds")
     p.add_argument("--scenario", help="simulator scenario (default: configs/nodes/network.yaml)")
+    p.add_argument("--bag", type=Path, help="replay this bag (looped) instead of running the simulator: its camera "
+                                            "and semantic topics must be the ones the vehicle subscribes to")
     p.add_argument("--param", action="append", default=[], metavar="NODE.PARAM=VALUE")
     p.set_defaults(func=run)

@@ -26,7 +26,10 @@ GRAPHS: dict[str, tuple[str, ...]] = {
     "rsu": ("rsu",),
     "link": ("link",),
     "pipeline": ("sim", "link", "rsu", "vehicle"),
+    # the pipeline fed by `sqgan bag play` instead of the simulator (rosbag replay)
+    "replay": ("link", "rsu", "vehicle"),
     "demo": ("sim", "link", "rsu", "vehicle", "recorder"),
+    "demo_replay": ("link", "rsu", "vehicle", "recorder"),
 }
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -156,7 +159,7 @@ def node_spec(kind: str, ctx: dict[str, Any], root: Path | None = None,
 
 def build(graph: str, *, vehicles: int = 1, sets: dict[str, Any] | None = None,
           params: dict[str, dict[str, Any]] | None = None, root: Path | None = None) -> list[NodeSpec]:
-    """The NodeSpecs of `graph` (vehicle | rsu | link | pipeline | demo).
+    """The NodeSpecs of `graph` (vehicle | rsu | link | pipeline | replay | demo | demo_replay).
 
     `sets` override network.yaml values; `params` override node parameters ({"vehicle": {"m_x": 0.3}}).
     In a graph with the link, vehicles connect to the link with its key; otherwise straight to the RSU.

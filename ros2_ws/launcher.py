@@ -275,7 +275,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("launch", help="start a node graph (vehicle, rsu, pipeline) like `ros2 launch`",
                               description="Runs the graph that launch/*.launch.py describe (configs/nodes/) as "
                                           "supervised processes; Ctrl-C shuts everything down cleanly.")
-    p.add_argument("graph", choices=[g for g in GRAPHS if g != "demo"])
+    p.add_argument("graph", choices=[g for g in GRAPHS if not g.startswith("demo")])
     p.add_argument("assignments", nargs="*", metavar="NAME:=VALUE",
                    help="values of configs/nodes/network.yaml as ros2 launch takes them, e.g. profile:=clean "
                         "(the same as --set NAME=VALUE)")
