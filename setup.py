@@ -80,6 +80,8 @@ setup(
             "sim = sim.bench:register",
             "pipeline = ros2_ws.bench:register",
             "stream = ros2_ws.bench_stream:register",
+            "classic = ros2_ws.bench_classic:register",
+            "all = ros2_ws.bench_all:register",
         ],
     },
 )
