@@ -67,7 +67,8 @@ def compressed_msg(store: Any, data: bytes, stamp_ns: int, frame_id: str) -> Any
 
 def simulate(output: Path, scenario: str = "default", seed: int = 1, frames: int = 16, stride: int = 5,
              role: str = "ego_vehicle", storage: str = "mcap", compression: str = "message") -> dict[str, Any]:
-    """`frames` simulator frames, `stride` ticks apart, as sim_publisher would publish them."""
+    """`frames` simulator frames, `stride` ticks apart, as sim_publisher would publish them. The shipped
+    sample tests/data/bags/sim_default_9001 is `sqgan bag simulate --frames 6 --stride 8 --seed 9001`."""
     from ros2_ws.image_conversions import convert
     from ros2_ws.sim_publisher import semantic_palette
     from sim import make_source
