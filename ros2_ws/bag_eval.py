@@ -7,7 +7,8 @@ For a bag of camera images (ours, or CARLA's ROS bridge: bgra8 camera, CityScape
    ground truth are reported unavailable;
 2. SQ-GAN runs at each (m_x, m_s) of `--grid` through the nodes' own packets, link model, assembler and
    decoder on a clean link; each classic codec runs at the rate SQ-GAN took on that frame, and at
-   `--extra-rates` times SQ-GAN's highest, so every rate-distortion curve has a comparable range;
+   `--extra-rates`: factors below 1 of SQ-GAN's lowest rate and above 1 of its highest, so the
+   rate-distortion curves overlap in quality and BD-rates exist;
 3. at the operating point every codec crosses `--link` (default 10 % Bernoulli loss) with the same
    packet size: frames delivered and the quality of what is shown, side by side;
 4. metrics per frame (bpp on the wire, PSNR, MS-SSIM, segmenter mIoU against ground truth and against
@@ -36,7 +37,7 @@ from sqgan_core.metrics import confusion, miou_from_confusion, ms_ssim, psnr
 
 DEFAULT_LINK = "bernoulli_10pct"
 DEFAULT_GRID = ((0.2, 0.2), (0.5, 0.5), (1.0, 1.0))
-DEFAULT_EXTRA_RATES = (2.0, 4.0)
+DEFAULT_EXTRA_RATES = (0.25, 0.5, 2.0)
 OPERATING_POINT = (0.5, 0.5)
 BD_METRICS = ("psnr", "ms_ssim", "miou_seg", "miou_seg_vs_orig")
 UNAVAILABLE_PERCEPTUAL = ("LPIPS and FID need their standard pretrained networks (LPIPS-AlexNet, Inception-v3), "
@@ -113,9 +114,9 @@ def _factors(text: str) -> list[float]:
     try:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated factors > 1, e.g. 2,4, got {text!r}") from None
-    if any(not (1.0 < v <= 64.0) for v in vals):
-        raise argparse.ArgumentTypeError(f"each factor must be in (1, 64], got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated factors, e.g. 0.5,2, got {text!r}") from None
+    if any(not (0.05 <= v <= 64.0) or v == 1.0 for v in vals):
+        raise argparse.ArgumentTypeError(f"each factor must be in [0.05, 64] and not 1, got {text!r}")
     return vals
 
 
@@ -235,9 +236,12 @@ def evaluate_bag(frames: Frames, codec: Any, codecs: Sequence[str], grid: Sequen
                                             codec, encoded, frames.rgb, frames.times_s, lossy, seed=seed,
                                             reuse=shown)))
     top = max(sq_bpp, key=lambda g: float(np.mean(sq_bpp[g])))
+    low = min(sq_bpp, key=lambda g: float(np.mean(sq_bpp[g])))
     targets: list[tuple[str, list[float], bool]] = [
         (f"matched m={mx:g},{ms:g}", sq_bpp[(mx, ms)], (mx, ms) == at) for mx, ms in grid]
-    targets += [(f"{f:g}x m={top[0]:g},{top[1]:g}", [f * b for b in sq_bpp[top]], False) for f in extra_rates]
+    for f in extra_rates:
+        ref = top if f > 1 else low
+        targets.append((f"{f:g}x m={ref[0]:g},{ref[1]:g}", [f * b for b in sq_bpp[ref]], False))
     for name in codecs:
         if name == "sqgan":
             continue
@@ -275,16 +279,28 @@ def _lossy_series(codec: str, rate: str, lossy: Any, runs: int, encoded: Sequenc
     return s
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The operational rate-quality curve: by rising rate, only the points that beat every cheaper one.
+    A user never picks a setting that a cheaper one beats, and a few frames of segmenter mIoU are noisy
+    enough to break monotonicity, which BD-rate's interpolation needs."""
+    out: list[tuple[float, float]] = []
+    for r, q in sorted(points):
+        if not out or q > out[-1][1]:
+            out.append((r, q))
+    return out
+
+
 def bd_rates(summaries: list[dict[str, Any]], clean: str) -> dict[str, Any]:
-    """BD-rate (and BD-quality) of SQ-GAN against each classic codec on the clean link, per metric;
-    with ground truth also SQ-GAN's decoded map (miou_shat) against each codec's segmented image."""
+    """BD-rate (and BD-quality) of SQ-GAN against each classic codec on the clean link, per metric, on
+    each curve's Pareto front; with ground truth also SQ-GAN's decoded map (miou_shat) against each
+    codec's segmented image."""
     from sqgan_core.bdrate import bd_quality, bd_rate_with_reason
 
     def curve(codec: str, metric: str) -> tuple[list[float], list[float]]:
         pts = [(s["bpp"], s.get(metric)) for s in summaries
                if s["codec"] == codec and s["link"] == clean and s.get("bpp") and s.get(metric) is not None]
-        pts.sort()
-        return [p[0] for p in pts], [p[1] for p in pts]
+        front = pareto_front(pts)
+        return [p[0] for p in front], [p[1] for p in front]
 
     out: dict[str, Any] = {}
     classic = sorted({s["codec"] for s in summaries if s["codec"] != "sqgan" and s.get("bpp")})
@@ -455,7 +471,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--grid", type=_rates_arg, default=list(DEFAULT_GRID),
                    help="SQ-GAN (m_x, m_s) points, e.g. '0.2,0.2;0.5,0.5;1,1' (the default)")
     e.add_argument("--extra-rates", type=_factors, default=list(DEFAULT_EXTRA_RATES),
-                   help="classic codecs also at these multiples of SQ-GAN's highest rate (default 2,4)")
+                   help="classic codecs also at these multiples of SQ-GAN's lowest (factors < 1) and highest (> 1) "
+                        "rate, so the curves overlap (default 0.25,0.5,2)")
     e.add_argument("--frames", type=positive_int, help="at most this many frames (default: all)")
     e.add_argument("--stride", type=positive_int, default=1, help="keep every STRIDE-th camera frame (default 1)")
     e.add_argument("--segmenter", type=Path, help="segmenter checkpoint (default: the shipped one); 'none' skips it")

@@ -196,7 +196,8 @@ def write_report(out: Path, result: dict, series: Sequence[Any], frames: Any, ex
              f"Every codec's frames cross the same link model in packets of at most {result['packet_bytes']} bytes "
              "with the same per-packet overhead; bpp counts every byte on the wire. A classic frame is lost when any "
              "of its packets is; SQ-GAN loses only the tokens of a lost packet. A lost frame is shown as the last "
-             "one that arrived, and the figures are of what is shown.", "",
+             "one that arrived, and the figures are of what is shown. Each codec's packets meet the same loss "
+             "draws in send order (seeds listed in summary.json), a paired comparison.", "",
              f"## At the operating point: SQ-GAN ({mx:g}, {ms:g}), the others at the same rate", "",
              "| codec | bpp | PSNR | MS-SSIM | mIoU (seg, GT) | mIoU (seg vs orig) | person | rider | car | light | "
              f"sign | delivered on {lossy} | PSNR on {lossy} | mIoU on {lossy} |",
@@ -218,8 +219,9 @@ def write_report(out: Path, result: dict, series: Sequence[Any], frames: Any, ex
     lines += [f"![{n}]({n})" for n in rd]
     lines += ["", "## BD-rate of SQ-GAN against each codec", "",
               "Average bit-rate difference at equal quality (negative: SQ-GAN needs fewer bits), piecewise-cubic "
-              "over the overlapping quality range; `miou_shat_vs_miou_seg` puts SQ-GAN's decoded map against the "
-              "segmenter on each codec's image. Positive numbers are losses and are reported as they are.", ""]
+              "over the overlapping quality range of each curve's Pareto front (points a cheaper point beats are "
+              "dropped); `miou_shat_vs_miou_seg` puts SQ-GAN's decoded map against the segmenter on each codec's "
+              "image. Positive numbers are losses and are reported as they are.", ""]
     lines += _bd_table(result) or ["(no codec has a comparable curve)"]
     lines += ["", "## All series", "", "| codec | rate | link | frames delivered | bpp | PSNR | MS-SSIM | mIoU (seg, GT) "
               "| encode ms p50 | decode ms p50 |", "| --- |" + " --- |" * 9]

@@ -141,3 +141,18 @@ def test_transcode_to_the_vehicle_stream_and_back(sim_bag, tmp_path, capsys):
     images = list(BagFrameReader(dec, CAM + "/decoded/image", CAM + "/decoded/semantic"))
     assert len(images) == 3 and np.array_equal(images[0].rgb, ref.image)
     assert np.array_equal(images[0].labels, ref.labels)
+
+
+def test_bd_rates_use_each_curves_pareto_front():
+    """Noisy segmenter mIoU over a few frames can fall as the rate rises; BD-rate needs a monotone curve,
+    and a user never picks a setting that a cheaper one beats, so such points are dropped, not fudged."""
+    from ros2_ws.bag_eval import bd_rates, pareto_front
+
+    assert pareto_front([(0.2, 0.5), (0.1, 0.4), (0.3, 0.45), (0.4, 0.6)]) == [(0.1, 0.4), (0.2, 0.5), (0.4, 0.6)]
+    summaries = [{"codec": c, "link": "clean", "bpp": r, "psnr": q, "ms_ssim": None, "miou_seg": None,
+                  "miou_seg_vs_orig": None, "miou_shat": None}
+                 for c, pts in (("sqgan", [(0.05, 20.0), (0.1, 22.0), (0.2, 21.5), (0.3, 24.0)]),
+                                ("jpeg", [(0.1, 20.0), (0.2, 22.0), (0.6, 24.0)])) for r, q in pts]
+    table = bd_rates(summaries, "clean")
+    assert table["psnr"]["jpeg"]["bd_rate_pct"] < -40  # SQ-GAN reaches each PSNR at about half JPEG's rate
+    assert table["miou_seg"]["jpeg"]["bd_rate_pct"] is None and table["miou_seg"]["jpeg"]["reason"]
