@@ -3,14 +3,13 @@
 For each (m_x, m_s): bits against the paper's bound, semantic retention of the decoded map (s_hat vs
 ground truth), the segmenter on the reconstruction and on the original (task-level retention), PSNR
 and MS-SSIM, and the IoU of the safety-relevant classes (a good mIoU can hide a codec that erases
-pedestrians). JPEG 2000 (Pillow/OpenJPEG, rate mode) is measured at SQ-GAN's actual rate and at three
+pedestrians). JPEG 2000 (Pillow/OpenJPEG, `classic_codecs`) is measured at SQ-GAN's actual rate and at three
 times it. Metrics that need the segmenter are null, with the reason, when it is not available.
 `compare` puts a candidate checkpoint beside a baseline by the rule that decides whether shipped
 weights are replaced.
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from sqgan_core.codec import Codec
 from sqgan_core.labels import CLASS_NAMES
@@ -73,18 +71,12 @@ def json_safe(obj: Any) -> Any:
 
 
 def jpeg2000(image: np.ndarray, target_bpp: float) -> tuple[np.ndarray, float]:
-    """Encode at (about, never above) target_bpp with OpenJPEG's rate control; returns (recon, bpp)."""
-    h, w = image.shape[:2]
-    ratio = 24.0 / max(target_bpp, 1e-4)
-    for _ in range(8):
-        buf = io.BytesIO()
-        Image.fromarray(image).save(buf, "JPEG2000", quality_mode="rates", quality_layers=[ratio], irreversible=True)
-        bpp = 8 * buf.tell() / (h * w)
-        if bpp <= target_bpp * 1.001:
-            break
-        ratio *= bpp / target_bpp * 1.02
-    buf.seek(0)
-    return np.asarray(Image.open(buf).convert("RGB")), bpp
+    """JPEG 2000 at the highest quality whose bpp does not exceed target_bpp (classic_codecs: the raw
+    codestream counted, OpenJPEG's rate control corrected until it fits); returns (recon, bpp)."""
+    from sqgan_core.classic_codecs import encode_at_rate
+
+    coded = encode_at_rate("jpeg2000", image, target_bpp)
+    return coded.recon, coded.bpp
 
 
 @dataclass
