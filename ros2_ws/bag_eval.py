@@ -40,9 +40,31 @@ DEFAULT_GRID = ((0.2, 0.2), (0.5, 0.5), (1.0, 1.0))
 DEFAULT_EXTRA_RATES = (0.25, 0.5, 2.0)
 OPERATING_POINT = (0.5, 0.5)
 BD_METRICS = ("psnr", "ms_ssim", "miou_seg", "miou_seg_vs_orig")
-UNAVAILABLE_PERCEPTUAL = ("LPIPS and FID need their standard pretrained networks (LPIPS-AlexNet, Inception-v3), "
-                          "which are not installed here and cannot be downloaded; reported unavailable, not "
-                          "approximated")
+FID_NOTE = ("FID compares feature distributions over thousands of images with Inception-v3's pretrained "
+            "weights; a bag evaluation of a few hundred frames at most would give a number with no meaning, and the "
+            "weights are not installed here: not computed, not approximated")
+
+
+def lpips_metric() -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, str]:
+    """(LPIPS with its standard AlexNet weights, "") when the `lpips` package and its pretrained
+    networks load here, else (None, why): never a substitute network."""
+    try:
+        import lpips  # type: ignore[import-not-found]
+        import torch
+
+        net = lpips.LPIPS(net="alex", verbose=False).eval()
+    except Exception as exc:  # noqa: BLE001 - missing package, missing torchvision or no weights: say which
+        return None, (f"LPIPS needs the `lpips` package with its pretrained AlexNet weights, which do not load here "
+                      f"({type(exc).__name__}: {str(exc)[:120]}); reported unavailable, not approximated")
+
+    def metric(a: np.ndarray, b: np.ndarray) -> float:
+        def t(x: np.ndarray) -> Any:
+            return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+        with torch.inference_mode():
+            return float(net(t(a), t(b)))
+
+    return metric, ""
 
 
 @dataclass
@@ -85,7 +107,7 @@ class Series:
             "codec": self.codec, "rate": self.rate, "link": self.link, "frames": n,
             "frames_delivered": sum(r["arrived"] for r in self.rows),
             "delivered_fraction": sum(r["arrived"] for r in self.rows) / n if n else None,
-            "bpp": mean("bpp_wire"), "psnr": mean("psnr"), "ms_ssim": mean("ms_ssim"),
+            "bpp": mean("bpp_wire"), "psnr": mean("psnr"), "ms_ssim": mean("ms_ssim"), "lpips": mean("lpips"),
             "miou_seg": miou_from_confusion(self.cm_seg) if with_truth and with_seg else None,
             "iou_seg": safety_iou(self.cm_seg) if with_truth and with_seg else None,
             "miou_seg_vs_orig": miou_from_confusion(self.cm_seg_orig) if with_seg else None,
@@ -168,6 +190,15 @@ class SegmentCache:
         return hit[1]
 
 
+_LPIPS: list[Any] = []  # (metric | None, reason), probed once per process
+
+
+def _lpips() -> tuple[Any, str]:
+    if not _LPIPS:
+        _LPIPS.append(lpips_metric())
+    return _LPIPS[0]
+
+
 def _measure(series: Series, k: int, shown: Any, enc: Any, frames: Frames, segmenter: Any,
              examples: Sequence[int], run: int = 0) -> None:
     rgb = frames.rgb[k]
@@ -178,6 +209,9 @@ def _measure(series: Series, k: int, shown: Any, enc: Any, frames: Frames, segme
                            "packets_arrived": shown.packets_arrived, "encode_ms": enc.encode_ms,
                            "decode_ms": shown.decode_ms or enc.decode_ms,
                            "psnr": psnr(rgb, image), "ms_ssim": ms_ssim(rgb, image)}
+    lp, _why = _lpips()
+    if lp is not None:
+        row["lpips"] = lp(rgb, image)
     if series.codec == "sqgan":
         row["tokens_lost"] = shown.tokens_lost
         if frames.truth is not None and shown.labels is not None:
@@ -426,7 +460,9 @@ def _run(args: argparse.Namespace) -> int:
     with_truth, with_seg = truth is not None, segmenter is not None
     summaries = [s.summary(with_truth, with_seg) if s.rows else {"codec": s.codec, "rate": s.rate, "link": s.link,
                                                                   "unavailable": s.rate} for s in series]
-    unavailable = {"lpips": UNAVAILABLE_PERCEPTUAL, "fid": UNAVAILABLE_PERCEPTUAL}
+    unavailable = {"fid": FID_NOTE}
+    if _lpips()[0] is None:
+        unavailable["lpips"] = _lpips()[1]
     if not with_truth:
         unavailable.update({k: "no --semantic topic: no ground truth" for k in ("miou_seg", "iou_seg", "miou_shat")})
     if not with_seg:

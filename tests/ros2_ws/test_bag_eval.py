@@ -89,7 +89,7 @@ def test_eval_writes_csv_json_report_and_compares_codecs_under_loss(sim_bag, tmp
         assert (name, "2x m=1,1", "clean") in series and (name, "2x m=1,1", "heavy_40pct") not in series
     # the segmenter was switched off: its figures are null and say why, never guessed
     assert sq_clean["miou_seg"] is None and "--segmenter none" in result["unavailable"]["miou_seg"]
-    assert "pretrained" in result["unavailable"]["lpips"]
+    assert "pretrained" in result["unavailable"]["lpips"] and "Inception" in result["unavailable"]["fid"]
     assert set(result["bd_rate"]["psnr"]) == {"jpeg", "webp"}
     with (out / "frames.csv").open() as fh:
         rows = list(csv.DictReader(fh))
