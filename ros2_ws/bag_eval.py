@@ -90,6 +90,7 @@ class Series:
     cm_shat: np.ndarray = field(default_factory=lambda: np.zeros((19, 20), np.int64))
     link_stats: dict[str, int] = field(default_factory=dict)
     examples: list[np.ndarray] = field(default_factory=list)  # shown images of the example frames
+    example_labels: list[np.ndarray] = field(default_factory=list)  # SQ-GAN: its decoded maps of them
 
     def summary(self, with_truth: bool, with_seg: bool) -> dict[str, Any]:
         from sqgan_core.evaluation import safety_iou
@@ -231,6 +232,8 @@ def _measure(series: Series, k: int, shown: Any, enc: Any, frames: Frames, segme
             row["miou_seg"] = miou_from_confusion(cm)
     if k in examples and run == 0:
         series.examples.append(image)
+        if shown.labels is not None:
+            series.example_labels.append(shown.labels)
     series.rows.append(row)
 
 

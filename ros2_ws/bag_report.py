@@ -142,9 +142,10 @@ def write_strips(result: dict, series: Sequence[Any], frames: Any, examples: Seq
                 axes[r, c].imshow(img)
                 axes[r, c].set_title(title, fontsize=7)
             if r == 1:
-                axes[r, 0].text(0.5, 0.5, f"link:\n{link}", ha="center", va="center", fontsize=8)
-                axes[r, 1].text(0.5, 0.5, "(SQ-GAN s_hat above\nis decoded on the\nclean link)" if sq else "",
-                                ha="center", va="center", fontsize=6)
+                axes[r, 0].text(0.5, 0.5, f"bottom row:\n{link}", ha="center", va="center", fontsize=8)
+                if sq is not None and j < len(sq.example_labels):
+                    axes[r, 1].imshow(colorize(sq.example_labels[j]))
+                    axes[r, 1].set_title("SQ-GAN decoded map (s_hat),\nclean link", fontsize=6)
             for c, codec in enumerate(codecs):
                 s = pick.get((codec, link))
                 ax = axes[r, 2 + c]
