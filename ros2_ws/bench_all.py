@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqgan_core.cli import CommandError
+from sqgan_core.cli import CommandError, positive_float
+
+NAMES = ("codec", "segmenter", "stream", "stream_cuda", "classic", "sim", "pipeline", "bag_eval")
 
 SAMPLE_BAG = Path(__file__).resolve().parent.parent / "tests" / "data" / "bags" / "sim_default_9001"
 SAMPLE_CAMERA = "/carla/ego_vehicle/rgb_front/image"
@@ -135,9 +137,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", default=SAMPLE_CAMERA, help="its camera topic")
     p.add_argument("--semantic", default=SAMPLE_SEMANTIC, help="its semantic topic")
     p.add_argument("--bag-out", type=Path, help="bag eval report folder (default: bag_eval/ next to -o)")
-    p.add_argument("--only", nargs="+", help="run only these benchmarks (codec segmenter stream classic sim "
-                                             "pipeline bag_eval)")
+    p.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME",
+                   help=f"run only these benchmarks ({', '.join(NAMES)})")
     p.add_argument("--quick", action="store_true", help="few iterations and frames: a smoke run, not figures")
-    p.add_argument("--timeout", type=float, default=1200.0, help="seconds per benchmark (default 1200)")
+    p.add_argument("--timeout", type=positive_float, default=1200.0, help="seconds per benchmark (default 1200)")
     p.add_argument("--json", action="store_true", help="one-line JSON")
     p.set_defaults(func=run)
