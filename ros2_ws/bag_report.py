@@ -24,6 +24,13 @@ def _plt() -> Any:
     return plt
 
 
+def _save(fig: Any, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name)
+    _plt().close(fig)
+    return name
+
+
 def _fmt(v: Any, nd: int = 3) -> str:
     if v is None:
         return "n/a"
@@ -69,11 +76,7 @@ def plot_rd(result: dict, out: Path) -> list[str]:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
         ax.set_title(f"{result['frames']} frames of {result['bag']}: clean link", fontsize=8)
-        fig.tight_layout()
-        name = f"rd_{key}.png"
-        fig.savefig(out / name)
-        plt.close(fig)
-        names.append(name)
+        names.append(_save(fig, out, f"rd_{key}.png"))
     return names
 
 
@@ -113,10 +116,7 @@ def plot_loss(result: dict, out: Path) -> str:
     mx, ms = result["operating_point"]
     fig.suptitle(f"at SQ-GAN ({mx:g}, {ms:g}) and the classic codecs at the same rate; "
                  f"{result['links']['lossy_description']}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "loss.png")
-    plt.close(fig)
-    return "loss.png"
+    return _save(fig, out, "loss.png")
 
 
 def write_strips(result: dict, series: Sequence[Any], frames: Any, examples: Sequence[int], out: Path) -> list[str]:
@@ -157,11 +157,7 @@ def write_strips(result: dict, series: Sequence[Any], frames: Any, examples: Seq
                                  f"{row['psnr']:.1f} dB{lost}", fontsize=6)
         for ax in axes.flat:
             ax.axis("off")
-        fig.tight_layout()
-        name = f"strip_{k:04d}.png"
-        fig.savefig(out / name)
-        plt.close(fig)
-        names.append(name)
+        names.append(_save(fig, out, f"strip_{k:04d}.png"))
     return names
 
 
@@ -253,10 +249,7 @@ def write_stream_report(out: Path, summary: dict, examples: Sequence[tuple[np.nd
         axes[1].set_title("decoded semantic map", fontsize=8)
         for ax in axes:
             ax.axis("off")
-        fig.tight_layout()
-        names.append(f"strip_{j}.png")
-        fig.savefig(out / names[-1])
-        plt.close(fig)
+        names.append(_save(fig, out, f"strip_{j}.png"))
     st = summary["stream"]
     lines = [f"# Decoded sqgan stream: {summary['bag']} `{summary['camera']}`", "",
              f"{st['frames_decoded']}/{st['frames']} frames decoded with `{summary['model']}` ({summary['model_id']}); "
