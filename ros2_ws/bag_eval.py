@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -241,7 +242,7 @@ def _measure(series: Series, k: int, shown: Any, enc: Any, frames: Frames, segme
 def evaluate_bag(frames: Frames, codec: Any, codecs: Sequence[str], grid: Sequence[tuple[float, float]],
                  extra_rates: Sequence[float], clean: Any, lossy: Any, segmenter: Any,
                  examples: Sequence[int], log: Callable[[str], None], progress: bool = True,
-                 link_runs: int = 4) -> list[Series]:
+                 link_runs: int = 4, workers: int = 2) -> list[Series]:
     """Every series of the evaluation. The lossy link runs `link_runs` times with seeds profile.seed,
     +1, ...: a short bag sees few packets, and one loss draw would decide the comparison."""
     from tqdm import tqdm
@@ -279,6 +280,7 @@ def evaluate_bag(frames: Frames, codec: Any, codecs: Sequence[str], grid: Sequen
     for f in extra_rates:
         ref = top if f > 1 else low
         targets.append((f"{f:g}x m={ref[0]:g},{ref[1]:g}", [f * b for b in sq_bpp[ref]], False))
+    jobs: list[tuple[str, str, list[float], bool]] = []
     for name in codecs:
         if name == "sqgan":
             continue
@@ -287,19 +289,30 @@ def evaluate_bag(frames: Frames, codec: Any, codecs: Sequence[str], grid: Sequen
             log(f"{name}: unavailable ({why})")
             series.append(Series(name, "unavailable: " + why, clean.name))
             continue
-        for label, bpps, lossy_too in tqdm(targets, desc=name, unit="rate", disable=not progress, leave=False):
-            enc = ClassicEncoder(name)
-            encoded = [enc.encode(frames.rgb[k], bpps[k]) for k in range(n)]
-            result = run_classic(encoded, frames.rgb, frames.times_s, clean)
-            s = Series(name, label, clean.name, link_stats=result.link)
-            cache = SegmentCache(segmenter) if segmenter is not None else None
-            for k in range(n):
-                _measure(s, k, result.shown[k], encoded[k], frames, cache, examples)
-            series.append(s)
-            if lossy_too:
-                series.append(_lossy_series(name, label, lossy, link_runs, encoded, frames, cache, examples,
-                                            lambda seed, encoded=encoded: run_classic(
-                                                encoded, frames.rgb, frames.times_s, lossy, seed=seed)))
+        jobs += [(name, label, bpps, lossy_too) for label, bpps, lossy_too in targets]
+
+    def encode_series(job: tuple[str, str, list[float], bool]) -> list[Any]:
+        enc = ClassicEncoder(job[0])  # one per series: each frame's search starts from the previous frame's
+        return [enc.encode(frames.rgb[k], job[2][k]) for k in range(n)]
+
+    # The classic encodes (Pillow's C encoders and ffmpeg processes) run `workers` series at a time; the
+    # link, the segmenter and the metrics then run in order, so the figures do not depend on scheduling.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        encodings = list(tqdm(pool.map(encode_series, jobs), total=len(jobs), desc="classic codecs", unit="series",
+                              disable=not progress, leave=False))
+    for (name, label, _bpps, lossy_too), encoded in zip(jobs, encodings):
+        result = run_classic(encoded, frames.rgb, frames.times_s, clean)
+        s = Series(name, label, clean.name, link_stats=result.link)
+        cache = SegmentCache(segmenter) if segmenter is not None else None
+        for k in range(n):
+            _measure(s, k, result.shown[k], encoded[k], frames, cache, examples)
+        series.append(s)
+        if lossy_too:
+            series.append(_lossy_series(name, label, lossy, link_runs, encoded, frames, cache, examples,
+                                        lambda seed, encoded=encoded: run_classic(
+                                            encoded, frames.rgb, frames.times_s, lossy, seed=seed)))
     return series
 
 
@@ -459,7 +472,8 @@ def _run(args: argparse.Namespace) -> int:
     log(f"{n} frames of {args.camera} ({rgb[0].shape[1]}x{rgb[0].shape[0]}); codecs {', '.join(args.codec)}; "
         f"grid {args.grid}; link {lossy.name}")
     series = evaluate_bag(frames, codec, args.codec, args.grid, args.extra_rates, clean, lossy, segmenter,
-                          examples, log, progress=not args.no_progress, link_runs=args.link_runs)
+                          examples, log, progress=not args.no_progress, link_runs=args.link_runs,
+                          workers=args.jobs)
     with_truth, with_seg = truth is not None, segmenter is not None
     summaries = [s.summary(with_truth, with_seg) if s.rows else {"codec": s.codec, "rate": s.rate, "link": s.link,
                                                                   "unavailable": s.rate} for s in series]
@@ -517,6 +531,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--segmenter", type=Path, help="segmenter checkpoint (default: the shipped one); 'none' skips it")
     e.add_argument("--examples", type=non_negative_int, default=3, help="example strips in the report (default 3)")
     e.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    e.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
+                   help="classic-codec series encoded at once (default: the CPU count)")
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
     e.add_argument("--json", action="store_true", help="one-line JSON on stdout")
     e.add_argument("-o", "--output", type=Path, required=True, help="report folder (created)")
