@@ -41,7 +41,10 @@ def _targets(args: argparse.Namespace, bag_out: Path) -> list[tuple[str, list[st
     if _cuda():
         targets.insert(3, ("stream_cuda", ["bench", "stream", "--device", "cuda", "--vehicles", "1,2,4,8,16"]))
     if args.bag is not None:
-        targets.append(("bag_eval", ["bag", "eval", str(args.bag), "--camera", args.camera, "--semantic", args.semantic,
+        from sqgan_core.evaluation import model_path_label
+
+        # relative to the repository when inside it: the JSON and page name the bag, not this machine
+        targets.append(("bag_eval", ["bag", "eval", model_path_label(args.bag), "--camera", args.camera, "--semantic", args.semantic,
                                      "--no-progress", "-o", str(bag_out)] + (["--frames", "3"] if quick else [])))
     return [(n, a) for n, a in targets if not args.only or n in args.only]
 
