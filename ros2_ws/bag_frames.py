@@ -52,13 +52,6 @@ class BagFrameReader:
     kind: str = ""  # "image" or "sqgan" once opened
     last_error: str = ""  # the detail of the last skipped message
 
-    def topics(self) -> dict[str, str]:
-        reader = _reader(self.bag)
-        try:
-            return {c.topic: c.msgtype for c in reader.connections}
-        finally:
-            reader.close()
-
     def _check(self, topics: dict[str, str]) -> None:
         def missing(t: str) -> BagError:
             images = sorted(k for k, v in topics.items() if v in (IMAGE, COMPRESSED))

@@ -11,8 +11,7 @@ from ros2_ws.bag_report import CODEC_LABELS, _bd_table, _fmt, operating_rows
 
 
 def _bench(result: dict, name: str) -> dict | None:
-    entry = next((e for e in result["benchmarks"] if e["name"] == name), None)
-    return entry
+    return next((e for e in result["benchmarks"] if e["name"] == name), None)
 
 
 def _missing(entry: dict | None, name: str) -> list[str]:
