@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqgan_core.cli import CommandError, positive_float, positive_int
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import positive_float, positive_int
 from sqgan_core.errors import InputError
 
 STORAGE = ("mcap", "sqlite3")

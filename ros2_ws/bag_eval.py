@@ -32,7 +32,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from sqgan_core.cli import CommandError, non_negative_int, positive_int
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import non_negative_int, positive_int
 from sqgan_core.errors import InputError
 from sqgan_core.metrics import confusion, miou_from_confusion, ms_ssim, psnr
 
@@ -412,8 +413,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from ros2_ws import bag_report
     from sqgan_core.evaluation import SAFETY_CLASSES, json_safe, model_path_label
-    from ros2_ws.link.channel import ProfileError, load_profile
-    from sqgan_core.cli.eval_command import load_segmenter
+    from sqgan_core.transport.channel import ProfileError, load_profile
+    from sqgan_core.evaluation import load_segmenter
     from sqgan_core.cli.model_options import codec_from_args
 
     def log(msg: str) -> None:

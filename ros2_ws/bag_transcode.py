@@ -25,7 +25,8 @@ import numpy as np
 from ros2_ws.bag import BAG_VERSION, STORAGE, BagError, _reader, _typestore
 from ros2_ws.bag_frames import COMPRESSED, IMAGE
 from ros2_ws.image_conversions import COMPRESSED_FORMAT, SQGAN_FORMAT_TAG
-from sqgan_core.cli import CommandError, keep_fraction, positive_int
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import keep_fraction, positive_int
 
 COMPRESSION = ("none", "message", "file")
 
@@ -146,7 +147,7 @@ def transcode(inp: Path, output: Path, camera: str | None, semantic: str | None,
 
             sync: StampSync[Any, np.ndarray] = StampSync(0.001, max_pending=64)
             if not decode:
-                from ros2_ws.streaming import StreamEncoder
+                from sqgan_core.streaming.stream import StreamEncoder
 
                 enc = StreamEncoder(codec, 1, m_x=m_x, m_s=m_s)
 
@@ -220,7 +221,7 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         segmenter = None
         if not args.decode and args.semantic is None:
-            from sqgan_core.cli.eval_command import load_segmenter
+            from sqgan_core.evaluation import load_segmenter
 
             segmenter, why = load_segmenter(None)
             if segmenter is None:

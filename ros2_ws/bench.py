@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sqgan_core.cli import CommandError, int_in, positive_float, positive_int
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import int_in, positive_float, positive_int
 
 KEYS = ("fps", "fps_per_vehicle", "latency_ms_p50", "latency_ms_p95", "encode_ms_p50", "rsu_ms_p50", "frames_sent",
         "frames_decoded", "frames_recorded", "frames_dropped_at_vehicle", "frames_dropped_stale_at_rsu", "mean_bpp",

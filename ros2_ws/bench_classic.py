@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sqgan_core.cli import keep_fraction, positive_int
+from sqgan_core.arguments import keep_fraction, positive_int
 
 
 def _p50(vals: list[float]) -> float | None:

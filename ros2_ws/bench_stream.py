@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from sqgan_core.cli import CommandError, device_name, keep_fraction, positive_int
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import device_name, keep_fraction, positive_int
 
 
 def _vehicle_counts(text: str) -> list[int]:
@@ -52,9 +53,9 @@ def sample_frames(n: int, scenario: str = "default", seed: int = 9001) -> list[t
 
 def run_case(codec: Any, frames: list, vehicles: int, rounds: int, profile: Any, m_x: float, m_s: float,
              seed: int = 0) -> dict[str, Any]:
-    from ros2_ws.link.shaper import LinkShaper
-    from ros2_ws.streaming import StreamDecoder, StreamEncoder
-    from sqgan_core.packets import FrameAssembler
+    from sqgan_core.transport.shaper import LinkShaper
+    from sqgan_core.streaming.stream import StreamDecoder, StreamEncoder
+    from sqgan_core.streaming.assembler import FrameAssembler
 
     encoders = [StreamEncoder(codec, v, m_x=m_x, m_s=m_s, first_seq=1000 * v) for v in range(vehicles)]
     assembler = FrameAssembler(codec.prior_x, codec.prior_s, codec.model_id, max_tokens=codec.max_tokens,
@@ -117,8 +118,8 @@ def run_case(codec: Any, frames: list, vehicles: int, rounds: int, profile: Any,
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from ros2_ws.link.channel import ProfileError, load_profile
-    from ros2_ws.streaming import ModelSpecError, load_codec, warm_up
+    from sqgan_core.transport.channel import ProfileError, load_profile
+    from sqgan_core.streaming.stream import ModelSpecError, load_codec, warm_up
 
     if args.threads:
         torch.set_num_threads(args.threads)

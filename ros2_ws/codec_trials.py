@@ -2,7 +2,7 @@
 
 Fairness rules (issue 14):
 * **Same packets.** Every codec's frame goes on the wire in packets of at most `packet_bytes` with the
-  same per-packet overhead as SQ-GAN's packets (an 11-byte header and a CRC-32, `sqgan_core.packets`);
+  same per-packet overhead as SQ-GAN's packets (an 11-byte header and a CRC-32, `sqgan_core.streaming.wire`);
   bpp counts every byte on the wire.
 * **Same link.** Each codec's packets cross a fresh `LinkShaper` of the same profile and seed, the link
   model the emulator node runs, clocked by the frames' recorded times (offline: no sleeping).
@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sqgan_core.packets import COMMON_SIZE, CRC_SIZE, DEFAULT_PACKET_BYTES, OVERHEAD
+from sqgan_core.streaming.wire import COMMON_SIZE, CRC_SIZE, DEFAULT_PACKET_BYTES, OVERHEAD
 
 SQGAN = "sqgan"
 _CLASSIC_MAGIC = b"Cl"
@@ -86,7 +86,7 @@ class SqganEncoder:
     """SQ-GAN at (m_x, m_s) through the vehicle node's StreamEncoder."""
 
     def __init__(self, codec: Any, m_x: float, m_s: float, packet_bytes: int = DEFAULT_PACKET_BYTES) -> None:
-        from ros2_ws.streaming import StreamEncoder
+        from sqgan_core.streaming.stream import StreamEncoder
 
         self.codec = codec
         self.name, self.rate = SQGAN, f"m={m_x:g},{m_s:g}"
@@ -149,9 +149,10 @@ def run_sqgan(codec: Any, encoded: Sequence[EncodedFrame], frames: Sequence[np.n
     `seed` overrides the profile's loss seed (another realisation of the same link). `reuse`, the
     clean-link result of the same encodings, stands in for the decode of a frame that arrived whole:
     the decoder is deterministic, so only frames with lost tokens are decoded again."""
-    from ros2_ws.link.shaper import LinkShaper
-    from ros2_ws.streaming import StreamDecoder
-    from sqgan_core.packets import FrameAssembler, parse_packet
+    from sqgan_core.transport.shaper import LinkShaper
+    from sqgan_core.streaming.stream import StreamDecoder
+    from sqgan_core.streaming.assembler import FrameAssembler
+    from sqgan_core.streaming.wire import parse_packet
 
     shaper: LinkShaper[bytes] = LinkShaper(profile, seed=seed)
     assembler = FrameAssembler(codec.prior_x, codec.prior_s, codec.model_id, max_tokens=codec.max_tokens,
@@ -200,7 +201,7 @@ def run_sqgan(codec: Any, encoded: Sequence[EncodedFrame], frames: Sequence[np.n
 def run_classic(encoded: Sequence[EncodedFrame], frames: Sequence[np.ndarray], times_s: Sequence[float],
                 profile: Any, seed: int | None = None) -> LinkResult:
     """A classic codec's packets across the link; a frame is shown only when every packet arrived."""
-    from ros2_ws.link.shaper import LinkShaper
+    from sqgan_core.transport.shaper import LinkShaper
 
     shaper: LinkShaper[bytes] = LinkShaper(profile, seed=seed)
     got: dict[int, set[int]] = {}

@@ -19,8 +19,8 @@ from typing import Any
 
 from ros2_ws.graph import GraphError, build, context, parse_params
 from ros2_ws.launcher import Supervisor, preflight
-from ros2_ws.link.keys import generate_set
-from sqgan_core.cli import int_in, positive_float, positive_int
+from sqgan_core.transport.keys import generate_set
+from sqgan_core.arguments import int_in, positive_float, positive_int
 
 
 def free_port() -> int:
@@ -111,7 +111,7 @@ def run_pipeline(out: Path, *, vehicles: int = 1, profile: str = "bursty_15pct",
 
 def run(args: argparse.Namespace) -> int:
     from ros2_ws.recorder_node import format_table
-    from sqgan_core.cli import CommandError
+    from sqgan_core.errors import CommandError
 
     try:
         model = args.model

@@ -16,10 +16,8 @@ from typing import Any
 
 import yaml
 
-from sqgan_core.config import load_yaml
+from sqgan_core.config import ConfigError, config_file, load_yaml
 from sqgan_core.errors import InputError
-
-from ros2_ws.link.channel import config_dir
 
 GRAPHS: dict[str, tuple[str, ...]] = {
     "vehicle": ("vehicle",),
@@ -57,15 +55,14 @@ class NodeSpec:
 
 
 def nodes_dir(root: Path | None = None) -> Path:
-    """configs/nodes of `root`, else of the first config folder that has network.yaml."""
+    """configs/nodes of `root`, else of the first config folder that has nodes/network.yaml (the one
+    resolver, sqgan_core.config): the node files of one graph always come from the same folder."""
     if root is not None:
         return root / "nodes"
-    from sqgan_core.config import config_dirs
-
-    for d in config_dirs():
-        if (d / "nodes" / "network.yaml").is_file():
-            return d / "nodes"
-    return config_dir() / "nodes"
+    try:
+        return config_file("nodes/network.yaml").parent
+    except ConfigError as exc:
+        raise GraphError(str(exc)) from None
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from ros2_ws.graph import GRAPHS, GraphError, NodeSpec, build, command, context, parse_assignments, parse_params
-from sqgan_core.cli import int_in, positive_float
+from sqgan_core.arguments import int_in, positive_float
 
 
 @dataclass
@@ -197,8 +197,8 @@ def sets_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def check_keys(keys_dir: str | os.PathLike[str], vehicles: int, specs=()) -> None:
     """Every key file the graph's nodes will open exists, and the allow-list admits at least one
     vehicle: checked before anything starts (and by --dry-run), so a graph never comes up half-keyed."""
-    from ros2_ws.link.keys import KeyFileError, load_allow_list
-    from sqgan_core.cli import CommandError
+    from sqgan_core.transport.keys import KeyFileError, load_allow_list
+    from sqgan_core.errors import CommandError
 
     hint = f"run `sqgan keys --out {keys_dir} --vehicles {max(vehicles, 1)}` first"
     if not (Path(keys_dir) / "allowed").is_dir():
@@ -220,8 +220,8 @@ def preflight(specs) -> None:
     """Load what each node will load first (the link profile, the simulator scenario, a model file),
     so a typo stops the whole graph before any node starts instead of one node dying while the rest
     run on."""
-    from ros2_ws.link.channel import ProfileError, load_profile
-    from sqgan_core.cli import CommandError
+    from sqgan_core.transport.channel import ProfileError, load_profile
+    from sqgan_core.errors import CommandError
 
     checked: set[str] = set()
     for spec in specs:
@@ -253,7 +253,7 @@ def preflight(specs) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqgan_core.cli import CommandError
+    from sqgan_core.errors import CommandError
 
     try:
         sets = sets_from_args(args)

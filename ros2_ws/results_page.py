@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from ros2_ws.bag_report import CODEC_LABELS, _bd_table, _fmt, operating_rows
 

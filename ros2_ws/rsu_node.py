@@ -33,14 +33,14 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ros2_ws.image_conversions import numpy_to_image
-from ros2_ws.link.keys import KeyFileError
-from ros2_ws.link.transport import Receiver
+from sqgan_core.transport.keys import KeyFileError
+from sqgan_core.transport.zmq_link import Receiver
 from ros2_ws.node_common import (Rolling, diagnostic_array, diagnostic_status, image_qos, run_node,
                                  set_torch_threads)
-from ros2_ws.streaming import UNTRAINED_WARNING, ModelSpecError, StreamDecoder, load_codec, warm_up
+from sqgan_core.streaming.stream import UNTRAINED_WARNING, ModelSpecError, StreamDecoder, load_codec, warm_up
 from ros2_ws.worker import LatestSlots, Worker
 from sqgan_core.labels import colorize
-from sqgan_core.packets import AssembledFrame, FrameAssembler
+from sqgan_core.streaming.assembler import AssembledFrame, FrameAssembler
 
 # Camera stamps within this much of the RSU's wall clock are taken as wall time (real cameras,
 # use_sim_time off); simulation-time stamps (CARLA sync mode, the embedded simulator) are not.

@@ -7,7 +7,7 @@ paired by header stamp. `semantic_source:=segmenter` runs the vehicle's segmente
 one is installed the frames are skipped with a logged, counted reason). Encoding runs in a worker
 thread fed by a one-frame slot (newest wins, drops counted), so the executor never blocks.
 
-Each frame goes out as packets (sqgan_core.packets) over CurveZMQ, and as a sensor_msgs/
+Each frame goes out as packets (sqgan_core.streaming) over CurveZMQ, and as a sensor_msgs/
 CompressedImage `rgb8; sqgan compressed v1` (the frame bitstream, decodable by `sqgan decode`) on
 `<camera_topic>/sqgan` for recording and replay. m_x and m_s can be changed at run time.
 
@@ -30,12 +30,12 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
 from ros2_ws.camera_input import StampSync, UnsupportedImage, rgb_from_image, stamp_key, train_ids_from_semantic
-from ros2_ws.link.keys import KeyFileError
-from ros2_ws.link.transport import Sender
+from sqgan_core.transport.keys import KeyFileError
+from sqgan_core.transport.zmq_link import Sender
 from ros2_ws.node_common import (Rolling, diagnostic_array, diagnostic_status, image_qos, run_node, sensor_qos,
                                  set_torch_threads)
 from ros2_ws.image_conversions import COMPRESSED_FORMAT
-from ros2_ws.streaming import UNTRAINED_WARNING, ModelSpecError, StreamEncoder, load_codec, warm_up
+from sqgan_core.streaming.stream import UNTRAINED_WARNING, ModelSpecError, StreamEncoder, load_codec, warm_up
 from ros2_ws.worker import LatestSlots, Worker
 
 RUNTIME_PARAMS = ("m_x", "m_s")

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from sqgan_core.cli import CommandError, int_in, non_negative_int, positive_int
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import int_in, non_negative_int, positive_int
 
 
 def run_bench(scenario: str = "default", frames: int = 200, warmup: int = 20, cores: int = 1,

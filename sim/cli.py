@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sqgan_core.cli import CommandError, int_in, positive_int
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import int_in, positive_int
 
 
 def _scenario(args: argparse.Namespace):

@@ -190,9 +190,19 @@ def config_file(relative: str | os.PathLike[str]) -> Path:
     raise ConfigError(f"config file {relative} not found; looked in: {tried}")
 
 
+def configs_of_kind(kind: str) -> dict[str, Path]:
+    """name -> file of every configs/<kind>/*.yaml a bare name can select, sorted by name. A name in an
+    earlier folder of config_dirs() hides the same name in a later one, exactly as find_config picks."""
+    found: dict[str, Path] = {}
+    for d in config_dirs():
+        for p in sorted((d / kind).glob("*.yaml")):
+            found.setdefault(p.stem, p)
+    return dict(sorted(found.items()))
+
+
 def known_configs(kind: str) -> list[str]:
     """Names of the configs/<kind>/*.yaml files over every config folder (for error messages, listings)."""
-    return sorted({p.stem for d in config_dirs() for p in (d / kind).glob("*.yaml")})
+    return list(configs_of_kind(kind))
 
 
 def find_config(kind: str, name_or_path: str | os.PathLike[str]) -> Path:

@@ -10,3 +10,7 @@ from __future__ import annotations
 
 class InputError(Exception):
     """A problem with the input that the user can fix; its message names the file, flag or value."""
+
+
+class CommandError(Exception):
+    """An error a user can fix (bad path, bad option) found by a command; printed without a traceback."""

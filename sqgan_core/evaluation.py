@@ -208,3 +208,18 @@ def compare(candidate: Sequence[dict], baseline: Sequence[dict], at: tuple[float
     out["better"] = all(out[k]["delta"] is not None and out[k]["delta"] > 0 for k in REPLACE_IF_BETTER_ON)
     out["rule"] = f"better: candidate above baseline on both {' and '.join(REPLACE_IF_BETTER_ON)} at {tuple(at)}"
     return out
+
+
+def load_segmenter(path: Path | None):
+    """(segmenter, "") or (None, why not): segmenter figures are reported null with the reason, never
+    guessed, when mmsegmentation or the weights are missing."""
+    try:
+        from sqgan_core.segmentation.segmenter import Segmenter, SegmenterError
+    except ImportError as exc:
+        return None, f"mmsegmentation unavailable: {exc}"
+    try:
+        return Segmenter.load(path), ""
+    except SegmenterError as exc:
+        return None, str(exc)
+    except ImportError as exc:
+        return None, f"mmsegmentation unavailable: {exc}"

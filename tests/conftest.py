@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 
 import pytest
 
@@ -54,3 +55,25 @@ def installed_env(prefix) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def installed_env_of():
     return installed_env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def endpoint():
+    return lambda: f"tcp://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def keyset(tmp_path_factory):
+    """rsu, link (relay), vehicle_0..3 and an allowed/ directory; plus an intruder outside it."""
+    from sqgan_core.transport.keys import generate, generate_set
+
+    d = tmp_path_factory.mktemp("keys")
+    generate_set(d, 4)
+    generate(d / "outside", "intruder", "vehicle", 0, allow=False)
+    return d

@@ -25,7 +25,7 @@ from sqgan_core.config import config_dirs, find_config
 from sqgan_core.segmentation.segmenter import WEIGHTS
 from sim.scenario import load_scenario, scenario_names
 from ros2_ws.graph import GRAPHS, build, context, dds_environment
-from ros2_ws.link.channel import known_profiles, load_profile
+from sqgan_core.transport.channel import known_profiles, load_profile
 files = {
     "packages": [m.__file__ for m in (sqgan_core, sim, ros2_ws)],
     "config_dirs": [str(d) for d in config_dirs()],

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sqgan_core.bitstream import FrameError, frame_stats, read_header
 from sqgan_core.checkpoint import CheckpointError
-from sqgan_core.cli import CommandError, keep_fraction
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import keep_fraction
 from sqgan_core.cli.model_options import add_model_options, codec_from_args
 
 

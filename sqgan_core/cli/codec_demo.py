@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sqgan_core.cli import CommandError, positive_int
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import positive_int
 from sqgan_core.cli.model_options import add_model_options, codec_from_args
 
 DEFAULT_RATES = ((0.2, 0.2), (0.5, 0.5), (1.0, 1.0))

@@ -5,7 +5,8 @@ import argparse
 from pathlib import Path
 
 from sqgan_core.checkpoint import CheckpointError, default_checkpoint
-from sqgan_core.cli import CommandError, device_name, positive_int
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import device_name, positive_int
 from sqgan_core.codec import DEFAULT_MAX_TOKENS, Codec
 from sqgan_core.config import ConfigError
 

@@ -6,7 +6,8 @@ import json
 import time
 from pathlib import Path
 
-from sqgan_core.cli import CommandError, device_name, int_in, non_negative_int, positive_float, positive_int
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import device_name, int_in, non_negative_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ros2_ws.bench_stream import run_case
-from ros2_ws.link.channel import parse_profile
+from sqgan_core.transport.channel import parse_profile
 
 
 def _frames(n=2):

@@ -33,7 +33,7 @@ def test_vehicle_graph_alone_talks_to_the_rsu():
 
 
 def test_every_codec_node_runs_the_shipped_model_by_default():
-    from ros2_ws.streaming import load_codec
+    from sqgan_core.streaming.stream import load_codec
 
     specs = [s for s in build("pipeline") if "model" in s.parameters]
     assert {s.name.split("_")[0] for s in specs} == {"vehicle", "rsu"}
@@ -126,7 +126,7 @@ def _stub_launch_modules(monkeypatch):
 
 @pytest.fixture(scope="module")
 def two_vehicle_keys(tmp_path_factory):
-    from ros2_ws.link.keys import generate_set
+    from sqgan_core.transport.keys import generate_set
 
     keys = tmp_path_factory.mktemp("keys")
     generate_set(keys, 2, overwrite=True)
@@ -157,7 +157,7 @@ def test_launch_files_build_the_shared_graph(graph, monkeypatch, two_vehicle_key
 
 
 def test_launch_files_check_keys_and_configs_before_any_node(monkeypatch, tmp_path, two_vehicle_keys):
-    from sqgan_core.cli import CommandError
+    from sqgan_core.errors import CommandError
 
     _stub_launch_modules(monkeypatch)
     spec = importlib.util.spec_from_file_location("l_pipeline", ROOT / "launch" / "pipeline.launch.py")

@@ -66,7 +66,7 @@ def test_failure_is_reported_and_respawn(logs):
 
 
 def test_sqgan_launch_dry_run(tmp_path, capsys):
-    from ros2_ws.link.keys import generate_set
+    from sqgan_core.transport.keys import generate_set
     from sqgan_core.cli import main
 
     generate_set(tmp_path / "keys", 2)
@@ -77,7 +77,7 @@ def test_sqgan_launch_dry_run(tmp_path, capsys):
 
 
 def test_dry_run_refuses_a_graph_its_keys_cannot_run(tmp_path, capsys):
-    from ros2_ws.link.keys import generate, generate_set
+    from sqgan_core.transport.keys import generate, generate_set
     from sqgan_core.cli import main
 
     generate_set(tmp_path / "one", 1)  # keys for vehicle 0 only
@@ -97,7 +97,7 @@ def test_sqgan_launch_without_keys_says_how(tmp_path, capsys):
 
 
 def test_launch_takes_ros2_launch_style_assignments(tmp_path, capsys):
-    from ros2_ws.link.keys import generate_set
+    from sqgan_core.transport.keys import generate_set
     from sqgan_core.cli import main
 
     generate_set(tmp_path / "keys", 1)
@@ -111,7 +111,7 @@ def test_launch_takes_ros2_launch_style_assignments(tmp_path, capsys):
 
 
 def test_out_of_range_node_parameters_are_refused_by_name(tmp_path, capsys):
-    from ros2_ws.link.keys import generate_set
+    from sqgan_core.transport.keys import generate_set
     from sqgan_core.cli import main
 
     generate_set(tmp_path / "keys", 1)
@@ -124,7 +124,7 @@ def test_out_of_range_node_parameters_are_refused_by_name(tmp_path, capsys):
 
 
 def test_a_bad_profile_scenario_or_model_stops_the_graph_before_it_starts(tmp_path, capsys):
-    from ros2_ws.link.keys import generate_set
+    from sqgan_core.transport.keys import generate_set
     from sqgan_core.cli import main
 
     generate_set(tmp_path / "keys", 1)

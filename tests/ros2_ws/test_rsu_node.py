@@ -150,7 +150,7 @@ class Harness:
     def start_link(self, profile: dict) -> Proc:
         path = self.tmp / f"{profile['name']}.yaml"
         path.write_text(yaml.safe_dump(profile))
-        return self._start("link", [PY, "-m", "ros2_ws.link.emulator", "--profile", str(path), "--listen",
+        return self._start("link", [PY, "-m", "sqgan_core.transport.emulator", "--profile", str(path), "--listen",
                                     self.link_ep, "--forward", self.rsu_ep, "--keys", str(self.keys),
                                     "--stats-out", str(self.tmp / "link_stats.json")])
 
@@ -404,8 +404,8 @@ def _fuzz_packets(n: int, seed: int, base: list[bytes]):
 
 
 def _run_fuzz(h, keyset, small_codec, n: int) -> None:
-    from ros2_ws.link.transport import Sender
-    from ros2_ws.streaming import StreamEncoder
+    from sqgan_core.transport.zmq_link import Sender
+    from sqgan_core.streaming.stream import StreamEncoder
 
     enc = StreamEncoder(small_codec, 1, max_packet_bytes=256)
     base = enc.encode(h.rgb[0], h.labels, (5, 0), "fuzz").packets
@@ -458,8 +458,8 @@ def test_fuzzed_packets_through_rsu_receive_path_100k(h, keyset, small_codec):
 def _run_memory(h, keyset, small_codec, frames: int) -> None:
     """Valid frames from vehicle 3 at ~30 Hz (beyond the RSU's decode rate: stale frames are
     dropped, every frame is assembled); RSU RSS after warm-up vs at the end."""
-    from ros2_ws.link.transport import Sender
-    from ros2_ws.streaming import StreamEncoder
+    from sqgan_core.transport.zmq_link import Sender
+    from sqgan_core.streaming.stream import StreamEncoder
 
     enc = StreamEncoder(small_codec, 3, max_packet_bytes=256)
     packets = [enc.encode(h.rgb[i], h.labels, (2000, 0), "mem").packets for i in range(4)]

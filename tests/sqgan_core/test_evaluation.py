@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from sqgan_core.checkpoint import DEFAULT_CHECKPOINT
-from sqgan_core.cli import CommandError, eval_command, main
+from sqgan_core.errors import CommandError
+from sqgan_core.cli import eval_command, main
+from sqgan_core import heldout
 from sqgan_core.evaluation import (SAFETY_CLASSES, acceptance, compare, evaluate, jpeg2000, json_safe,
                                    model_path_label, safety_iou)
 from sqgan_core.imageio import write_labels, write_rgb
@@ -215,16 +217,16 @@ SCENARIOS = sorted(p.stem for p in (REPO / "configs" / "scenarios").glob("*.yaml
 
 def test_scenario_plan_splits_the_frames_over_every_scenario_with_its_own_seed():
     assert SCENARIOS == ["default", "dense_urban", "foggy_morning", "rainy_night"]
-    plan = eval_command.scenario_plan("all", 9001, 10)
+    plan = heldout.scenario_plan("all", 9001, 10)
     assert [(s.scenario, s.seed, s.frames) for s in plan] == [
         ("default", 9001, 3), ("dense_urban", 9002, 3), ("foggy_morning", 9003, 2), ("rainy_night", 9004, 2)]
     assert all(s.path.is_file() for s in plan)
-    assert [(s.scenario, s.seed) for s in eval_command.scenario_plan("all", 9001, 2)] == [
+    assert [(s.scenario, s.seed) for s in heldout.scenario_plan("all", 9001, 2)] == [
         ("default", 9001), ("dense_urban", 9002)]  # fewer frames than scenarios: no empty simulator runs
-    [one] = eval_command.scenario_plan("rainy_night", 9001, 10)
+    [one] = heldout.scenario_plan("rainy_night", 9001, 10)
     assert (one.scenario, one.seed, one.frames) == ("rainy_night", 9001, 10)
     with pytest.raises(CommandError, match="unknown scenario 'sunny'.*rainy_night"):
-        eval_command.scenario_plan("sunny", 9001, 10)
+        heldout.scenario_plan("sunny", 9001, 10)
 
 
 class _FakeSource:
@@ -261,12 +263,12 @@ def fake_simulator(monkeypatch):
         def load():
             return lambda scenario, seed: _FakeSource(log, scenario, seed)
 
-    monkeypatch.setattr(eval_command, "entry_points", lambda group: [EntryPoint()])
+    monkeypatch.setattr(heldout, "entry_points", lambda group: [EntryPoint()])
     return log
 
 
 def test_held_out_frames_come_from_every_scenario_each_from_its_own_seed(fake_simulator):
-    frames, source = eval_command.held_out_frames(None, None, 9001, "all", 6, 3)
+    frames, source = heldout.held_out_frames(None, None, 9001, "all", 6, 3)
     assert [(r["scenario"], r["seed"], r["rendered"]) for r in fake_simulator] == [
         ("default", 9001, 2), ("dense_urban", 9002, 2), ("foggy_morning", 9003, 1), ("rainy_night", 9004, 1)]
     # (seed - 9000, tick) of each frame: stride 3 keeps ticks 1, 4, ... and renders nothing in between
@@ -289,14 +291,14 @@ def test_eval_json_says_which_scenarios_and_seeds_it_measured(monkeypatch, capsy
 
 def test_bad_frame_counts_are_command_errors():
     with pytest.raises(CommandError, match="--frames"):
-        eval_command.held_out_frames(None, None, 9001, "all", 0, 5)
+        heldout.held_out_frames(None, None, 9001, "all", 0, 5)
     with pytest.raises(CommandError, match="--stride"):
-        eval_command.held_out_frames(None, None, 9001, "all", 4, 0)
+        heldout.held_out_frames(None, None, 9001, "all", 4, 0)
 
 
 def test_held_out_frames_render_through_the_simulator_plugin():
     pytest.importorskip("sim")
-    frames, source = eval_command.held_out_frames(None, None, 9001, "all", 1, 5)  # one frame: one simulator start
+    frames, source = heldout.held_out_frames(None, None, 9001, "all", 1, 5)  # one frame: one simulator start
     [(rgb, lab)] = frames
     assert rgb.shape == (256, 512, 3) and rgb.dtype == np.uint8 and lab.shape == (256, 512)
     assert source.startswith("simulator scenario default (seed 9001, 1 frames)")

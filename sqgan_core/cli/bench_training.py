@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sqgan_core.cli import CommandError, device_name, non_negative_int, positive_int
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import device_name, non_negative_int, positive_int
 
 STAGES = ("semantic", "image", "finetune", "joint")
 

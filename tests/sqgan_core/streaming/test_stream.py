@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from ros2_ws.streaming import ModelSpecError, StreamDecoder, StreamEncoder, fit_size, load_codec
-from sqgan_core.packets import FrameAssembler
+from sqgan_core.streaming.stream import ModelSpecError, StreamDecoder, StreamEncoder, fit_size, load_codec
+from sqgan_core.streaming.assembler import FrameAssembler
 
 
 def test_model_spec_must_be_explicit(monkeypatch, tmp_path):
-    import ros2_ws.streaming as s
+    import sqgan_core.streaming.stream as s
 
     monkeypatch.setattr(s, "default_checkpoint", lambda: None)
     with pytest.raises(ModelSpecError, match="untrained:small"):

@@ -23,11 +23,11 @@ from typing import Any, Sequence
 
 import zmq
 
-from ros2_ws.link.channel import LinkProfile, ProfileError, load_profile
-from ros2_ws.link.keys import KeyFileError
-from ros2_ws.link.shaper import LinkShaper
-from ros2_ws.link.transport import RELAY_TAG, Receiver, Sender
-from sqgan_core.cli import positive_float
+from sqgan_core.transport.channel import LinkProfile, ProfileError, load_profile
+from sqgan_core.transport.keys import KeyFileError
+from sqgan_core.transport.shaper import LinkShaper
+from sqgan_core.transport.zmq_link import RELAY_TAG, Receiver, Sender
+from sqgan_core.arguments import positive_float
 
 log = logging.getLogger("sqgan.link")
 
@@ -140,11 +140,11 @@ def run_from_args(args: argparse.Namespace) -> int:
         emu = LinkEmulator(profile, listen=args.listen, forward=args.forward, secret_key=secret, allow_dir=allow,
                            server_key=server, seed=args.seed, stats_path=args.stats_out)
     except (ProfileError, KeyFileError, ValueError, OSError) as exc:
-        from sqgan_core.cli import CommandError
+        from sqgan_core.errors import CommandError
 
         raise CommandError(str(exc)) from None
     except zmq.ZMQError as exc:  # e.g. the port is taken
-        from sqgan_core.cli import CommandError
+        from sqgan_core.errors import CommandError
 
         raise CommandError(f"cannot open {args.listen} -> {args.forward}: {exc}") from None
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -173,7 +173,7 @@ def strip_ros_args(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sqgan_core.cli import CommandError
+    from sqgan_core.errors import CommandError
 
     p = argparse.ArgumentParser(prog="link_emulator", description="SQ-GAN lossy link emulator")
     add_arguments(p)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ros2_ws.link.channel import parse_profile
-from ros2_ws.link.shaper import LinkShaper
+from sqgan_core.transport.channel import parse_profile
+from sqgan_core.transport.shaper import LinkShaper
 
 
 def run(profile, n=2000, size=200, period=0.001, tail=5.0):

@@ -1,4 +1,4 @@
-"""Codec + packets glue used by the vehicle and RSU nodes (no rclpy here, so it is tested without ROS).
+"""The codec on the stream: images -> packets at the vehicle, assembled frames -> images at the RSU.
 
 StreamEncoder: an RGB image and its trainId map -> packets (resizing images whose token grid is
 beyond the configured limit, and recording the camera's size so the RSU can restore it).
@@ -26,12 +26,9 @@ from sqgan_core.codec import Codec, DecodedFrame
 from sqgan_core.config import ConfigError
 from sqgan_core.errors import InputError
 from sqgan_core.models import Tokens
-from sqgan_core.packets import (
-    AssembledFrame,
-    Concealer,
-    Packetizer,
-    conceal_as_masked,
-)
+from sqgan_core.streaming.assembler import AssembledFrame
+from sqgan_core.streaming.concealment import Concealer, conceal_as_masked
+from sqgan_core.streaming.packetizer import Packetizer
 
 log = logging.getLogger("sqgan.streaming")
 

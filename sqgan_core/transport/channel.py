@@ -198,18 +198,6 @@ def parse_profile(data: Any, source: str = "<profile>") -> LinkProfile:
     return LinkProfile(**kw)
 
 
-def config_dir() -> Path:
-    """The first config folder that has link profiles (sqgan_core.config.config_dirs: $SQGAN_CONFIG_DIR,
-    the source tree, the installed ROS package's share/sqgan/configs, this prefix's share)."""
-    from sqgan_core.config import config_dirs
-
-    dirs = config_dirs()
-    for d in dirs:
-        if (d / "links").is_dir():
-            return d
-    return dirs[0] if dirs else Path("configs")
-
-
 def known_profiles() -> list[str]:
     """Every link profile a name can select (configs/links/*.yaml over every config folder)."""
     from sqgan_core.config import known_configs

@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ros2_ws.link.keys import KeyFileError, generate, generate_set
-from sqgan_core.cli import int_in, non_negative_int
+from sqgan_core.transport.keys import KeyFileError, generate, generate_set
+from sqgan_core.arguments import int_in, non_negative_int
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqgan_core.cli import CommandError
+    from sqgan_core.errors import CommandError
 
     try:
         if args.name:

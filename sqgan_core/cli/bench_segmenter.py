@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sqgan_core.cli import CommandError, non_negative_int, positive_int
-from sqgan_core.cli.eval_command import add_scenario_option, held_out_frames
+from sqgan_core.errors import CommandError
+from sqgan_core.arguments import non_negative_int, positive_int
+from sqgan_core.cli.eval_command import add_scenario_option
+from sqgan_core.heldout import held_out_frames
 
 
 def register(sub: argparse._SubParsersAction) -> None:

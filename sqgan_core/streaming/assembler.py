@@ -1,310 +1,27 @@
-"""Frames <-> self-describing packets for a lossy link, and bounded reassembly at the receiver.
+"""Receiver side: packets -> AssembledFrame per (vehicle, sequence number), in order, with bounded memory.
 
-Why packets and not the frame bytes of `bitstream`: one range-coded frame is all-or-nothing — a single
-lost byte loses the frame. Here a frame is split so that any packet can be lost and the rest still
-decode:
-
-* **Info packets** carry the frame-level fields (token grid, padding, N_x, N_s, log2 J, camera stamp,
-  original camera size, frame_id) and both keep masks, entropy-coded exactly as in the frame format
-  (`encode_mask`). Without the masks no index can be placed, so the info is sent `info_copies` times
-  (default 2), the copies far apart in send order: losing any one packet never loses a frame.
-* **Index packets**: packet j of P carries the kept tokens j, j+P, j+2P, ... (scan order) of both
-  streams, range-coded on their own under the model's `IndexPrior`. A lost index packet is therefore
-  a set of *scattered* missing tokens, which the ADM (and later the concealment model) fills from
-  their neighbours, instead of a hole.
-
-Every packet (version 1, big-endian) starts with an 11-byte header and ends with a CRC-32:
-
-    offset size field
-    0      2    magic "Sp"
-    2      1    version (high nibble) | kind (low nibble: 1 info, 2 index)
-    3      2    vehicle id
-    5      2    frame sequence number (wraps; compared with serial-number arithmetic)
-    7      1    packet index within the frame (index packets 0..P-1, then the info packets)
-    8      1    packet count of the frame (P + info packets)
-    9      2    model id (the receiver must hold the same weights and priors)
-    11     ...  body (kind-specific, see `_INFO` and `_index_body`)
-    -4     4    CRC-32 over everything before it
-
-No zmq, no ROS, no torch here: nodes and the link only move the bytes this module produces.
+Tokens of lost index packets come out MASKED and flagged in `lost_*`; tokens the encoder dropped
+(SAMM-masked) are MASKED and not flagged, so concealment can tell the two apart.
 """
 from __future__ import annotations
 
-import binascii
-import struct
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from sqgan_core.bitstream import DOWNSAMPLE, MASKED, FrameError, FrameHeader
-from sqgan_core.entropy import (
-    IndexPrior,
-    RangeDecoder,
-    RangeEncoder,
-    bytes_to_words,
-    decode_mask,
-    encode_mask,
-    words_to_bytes,
+from sqgan_core.bitstream import MASKED, FrameHeader
+from sqgan_core.entropy import IndexPrior, RangeDecoder, bytes_to_words, decode_mask
+from sqgan_core.streaming.wire import (
+    FrameInfo,
+    KIND_INFO,
+    MAX_OUTPUT_PIXELS,
+    Packet,
+    PacketError,
+    parse_packet,
+    seq_diff,
+    unpack_info,
 )
-from sqgan_core.errors import InputError
-
-MAGIC = b"Sp"
-VERSION = 1
-KIND_INFO, KIND_INDEX = 1, 2
-_COMMON = struct.Struct(">2sBHHBBH")
-COMMON_SIZE = _COMMON.size  # 11
-CRC_SIZE = 4
-OVERHEAD = COMMON_SIZE + CRC_SIZE
-# grid_h, grid_w, pad, n_x, n_s, log2 J, stamp sec, stamp nanosec, orig h, orig w, info packets,
-# fragment index, fragment count, frame_id length
-_INFO = struct.Struct(">BBBHHBiIHHBBBB")
-DEFAULT_PACKET_BYTES = 256
-MIN_PACKET_BYTES = 96
-MAX_PACKET_BYTES = 65000  # below a UDP datagram; also bounds what a receiver buffers per packet
-MAX_PACKETS_PER_FRAME = 255
-MAX_FRAME_ID = 63
-SEQ_MODULUS = 1 << 16
-
-
-class PacketError(InputError, ValueError):
-    """A byte string that is not a usable packet; `reason` is a short counter key (e.g. "bad_crc")."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-# ---- sequence numbers ---------------------------------------------------------------------------
-
-def seq_diff(a: int, b: int) -> int:
-    """a - b in serial-number arithmetic (RFC 1982): positive when a is newer, in -32768..32767."""
-    d = (a - b) % SEQ_MODULUS
-    return d - SEQ_MODULUS if d >= SEQ_MODULUS // 2 else d
-
-
-# ---- packet layer -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PacketHeader:
-    kind: int
-    vehicle_id: int
-    seq: int
-    index: int
-    count: int
-    model_id: int
-
-
-@dataclass(frozen=True)
-class Packet:
-    header: PacketHeader
-    body: bytes
-    size: int  # bytes on the wire, header and CRC included
-
-
-def _seal(header: PacketHeader, body: bytes) -> bytes:
-    head = _COMMON.pack(MAGIC, (VERSION << 4) | header.kind, header.vehicle_id, header.seq, header.index,
-                        header.count, header.model_id)
-    data = head + body
-    return data + struct.pack(">I", binascii.crc32(data))
-
-
-def parse_packet(data: bytes, *, max_bytes: int = MAX_PACKET_BYTES) -> Packet:
-    """Check framing, version, CRC and the header's own consistency. Raises PacketError."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise PacketError("not_bytes", f"a packet must be bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if len(data) < OVERHEAD:
-        raise PacketError("too_short", f"{len(data)} bytes, a packet needs at least {OVERHEAD}")
-    if len(data) > max_bytes:
-        raise PacketError("too_long", f"{len(data)} bytes, above the limit of {max_bytes}")
-    magic, vk, vehicle, seq, index, count, model_id = _COMMON.unpack_from(data)
-    if magic != MAGIC:
-        raise PacketError("bad_magic", f"not an SQ-GAN packet (magic {magic!r}, expected {MAGIC!r})")
-    if vk >> 4 != VERSION:
-        raise PacketError("bad_version", f"packet format version {vk >> 4}, this receiver reads {VERSION}")
-    (crc,) = struct.unpack_from(">I", data, len(data) - CRC_SIZE)
-    if binascii.crc32(data[:-CRC_SIZE]) != crc:
-        raise PacketError("bad_crc", "CRC-32 mismatch: corrupted or truncated packet")
-    kind = vk & 15
-    if kind not in (KIND_INFO, KIND_INDEX):
-        raise PacketError("bad_kind", f"unknown packet kind {kind}")
-    if count == 0 or index >= count:
-        raise PacketError("bad_fields", f"packet index {index} outside a frame of {count} packets")
-    return Packet(PacketHeader(kind, vehicle, seq, index, count, model_id), data[COMMON_SIZE:-CRC_SIZE], len(data))
-
-
-# ---- bodies -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class FrameInfo:
-    """The frame-level fields every info packet repeats."""
-
-    header: FrameHeader  # of the *encoded* (possibly resized) image; header.mode is unused here
-    stamp_sec: int
-    stamp_nanosec: int
-    orig_height: int  # the camera image's size before any resize (the RSU restores it)
-    orig_width: int
-    frame_id: str
-    info_packets: int
-    fragment_count: int
-
-
-def _pack_info(info: FrameInfo, fragment: int, chunk: bytes) -> bytes:
-    h = info.header
-    fid = info.frame_id.encode()
-    return _INFO.pack(h.grid_h, h.grid_w, (h.pad_h << 4) | h.pad_w, h.n_x, h.n_s, (h.log2_jx << 4) | h.log2_js,
-                      info.stamp_sec, info.stamp_nanosec, info.orig_height, info.orig_width, info.info_packets,
-                      fragment, info.fragment_count, len(fid)) + fid + chunk
-
-
-MAX_OUTPUT_PIXELS = 3840 * 2160  # the receiver restores the camera size: bound what a sender may ask for
-MAX_UPSCALE = 16  # camera size / encoded size per side (vehicles only scale down to fit max_tokens)
-
-
-def _unpack_info(pkt: Packet, max_tokens: int, max_output_pixels: int = MAX_OUTPUT_PIXELS) -> tuple[FrameInfo, int, bytes]:
-    body = pkt.body
-    if len(body) < _INFO.size:
-        raise PacketError("bad_fields", f"info body of {len(body)} bytes, needs at least {_INFO.size}")
-    (gh, gw, pad, nx, ns, logj, sec, nsec, oh, ow, n_info, frag, n_frag, fid_len) = _INFO.unpack_from(body)
-    header = FrameHeader(pkt.header.model_id, gh, gw, pad >> 4, pad & 15, nx, ns, logj >> 4, logj & 15)
-    try:
-        header.validate()
-    except FrameError as exc:
-        raise PacketError("bad_fields", f"info packet: {exc}") from None
-    if header.num_tokens > max_tokens:
-        raise PacketError("too_large", f"frame of {header.num_tokens} tokens above the limit of {max_tokens}")
-    if not (n_frag >= 1 and frag < n_frag and n_info >= n_frag and n_info % n_frag == 0):
-        raise PacketError("bad_fields", f"info fragment {frag}/{n_frag} of {n_info} info packets is inconsistent")
-    if n_info > pkt.header.count or pkt.header.index < pkt.header.count - n_info:
-        raise PacketError("bad_fields", "info packet numbered like an index packet")
-    if nsec >= 1_000_000_000 or oh == 0 or ow == 0:
-        raise PacketError("bad_fields", "info packet: bad stamp nanoseconds or empty original size")
-    if oh * ow > max_output_pixels or oh > MAX_UPSCALE * header.height or ow > MAX_UPSCALE * header.width:
-        raise PacketError("too_large", f"original size {oh}x{ow} is beyond {max_output_pixels} pixels or "
-                                       f"{MAX_UPSCALE}x the encoded {header.height}x{header.width}")
-    if len(body) < _INFO.size + fid_len:
-        raise PacketError("bad_fields", "info packet truncated inside frame_id")
-    try:
-        frame_id = body[_INFO.size:_INFO.size + fid_len].decode()
-    except UnicodeDecodeError:
-        raise PacketError("bad_fields", "frame_id is not UTF-8") from None
-    info = FrameInfo(header, sec, nsec, oh, ow, frame_id, n_info, n_frag)
-    return info, frag, body[_INFO.size + fid_len:]
-
-
-def _stream_counts(n: int, p: int, j: int) -> int:
-    """How many of n kept tokens index packet j of p carries (tokens j, j+p, ...)."""
-    return len(range(j, n, p))
-
-
-# ---- sender -------------------------------------------------------------------------------------
-
-class Packetizer:
-    """Turns one frame's index maps into packets of at most `max_packet_bytes` (header and CRC included)."""
-
-    def __init__(self, prior_x: IndexPrior, prior_s: IndexPrior, model_id: int, *, vehicle_id: int,
-                 max_packet_bytes: int = DEFAULT_PACKET_BYTES, info_copies: int = 2) -> None:
-        if not 0 <= vehicle_id <= 0xFFFF:
-            raise ValueError(f"vehicle id {vehicle_id} must be 0..65535")
-        if not MIN_PACKET_BYTES <= max_packet_bytes <= MAX_PACKET_BYTES:
-            raise ValueError(f"packet size {max_packet_bytes} must be {MIN_PACKET_BYTES}..{MAX_PACKET_BYTES} bytes")
-        if not 1 <= info_copies <= 4:
-            raise ValueError(f"info_copies {info_copies} must be 1..4 (2 or more survives any single loss)")
-        self.prior_x, self.prior_s, self.model_id = prior_x, prior_s, model_id
-        self.vehicle_id = vehicle_id
-        self.max_packet_bytes = max_packet_bytes
-        self.info_copies = info_copies
-
-    def packetize(self, header: FrameHeader, indices_x: np.ndarray, indices_s: np.ndarray, *, seq: int,
-                  stamp: tuple[int, int] = (0, 0), orig_size: tuple[int, int] | None = None,
-                  frame_id: str = "") -> list[bytes]:
-        """All packets of one frame, in send order (first info copy, index packets, then the other
-        copies spread through and after them)."""
-        header.validate()
-        k = header.num_tokens
-        ix = np.asarray(indices_x, dtype=np.int64).reshape(-1)
-        is_ = np.asarray(indices_s, dtype=np.int64).reshape(-1)
-        keep_x, keep_s = ix != MASKED, is_ != MASKED
-        if ix.size != k or is_.size != k or keep_x.sum() != header.n_x or keep_s.sum() != header.n_s:
-            raise ValueError("index maps do not match the header's grid and kept-token counts")
-        for v, lj, name in ((ix[keep_x], header.log2_jx, "image"), (is_[keep_s], header.log2_js, "semantic")):
-            if v.size and (v.min() < 0 or v.max() >= 1 << lj):
-                raise ValueError(f"{name} index outside 0..{(1 << lj) - 1}")
-        if self.prior_x.num_symbols != 1 << header.log2_jx or self.prior_s.num_symbols != 1 << header.log2_js:
-            raise ValueError("priors do not match the header's codebook sizes")
-        oh, ow = orig_size if orig_size is not None else (header.height, header.width)
-        if not (1 <= oh <= 0xFFFF and 1 <= ow <= 0xFFFF):
-            raise ValueError(f"original size {oh}x{ow} outside 1..65535")
-        if oh * ow > MAX_OUTPUT_PIXELS or oh > MAX_UPSCALE * header.height or ow > MAX_UPSCALE * header.width:
-            raise ValueError(f"camera size {oh}x{ow} is beyond what receivers restore ({MAX_OUTPUT_PIXELS} pixels, "
-                             f"{MAX_UPSCALE}x the encoded size)")
-        fid = frame_id.encode()
-        if len(fid) > MAX_FRAME_ID:
-            raise ValueError(f"frame_id {frame_id!r} longer than {MAX_FRAME_ID} bytes")
-        sec, nsec = int(stamp[0]), int(stamp[1])
-        if not (-(1 << 31) <= sec < 1 << 31 and 0 <= nsec < 1_000_000_000):
-            raise ValueError(f"stamp {stamp} is not a valid builtin_interfaces/Time")
-        seq %= SEQ_MODULUS
-
-        enc = RangeEncoder()
-        encode_mask(enc, keep_s, header.n_s)
-        encode_mask(enc, keep_x, header.n_x)
-        masks = words_to_bytes(enc.get_compressed())
-        room = self.max_packet_bytes - OVERHEAD - _INFO.size - len(fid)
-        if room < 8:
-            raise ValueError(f"packet size {self.max_packet_bytes} leaves no room for the info fields")
-        n_frag = max(1, -(-len(masks) // room))
-        n_info = n_frag * self.info_copies
-
-        vals_x, vals_s = ix[keep_x], is_[keep_s]
-        bodies = self._index_bodies(vals_x, vals_s, header, n_info)
-        p = len(bodies)
-        count = p + n_info
-        info = FrameInfo(header, sec, nsec, oh, ow, frame_id, n_info, n_frag)
-        chunks = [masks[f * room:(f + 1) * room] for f in range(n_frag)]
-        info_pkts = [[_seal(PacketHeader(KIND_INFO, self.vehicle_id, seq, p + c * n_frag + f, count, self.model_id),
-                            _pack_info(info, f, chunks[f])) for f in range(n_frag)] for c in range(self.info_copies)]
-        index_pkts = [_seal(PacketHeader(KIND_INDEX, self.vehicle_id, seq, j, count, self.model_id), bodies[j])
-                      for j in range(p)]
-        # Send order: copy 0 first (the receiver can place indices as they come), the other copies spread
-        # evenly through the rest so a burst of consecutive losses rarely takes every copy.
-        out = list(info_pkts[0])
-        rest = self.info_copies - 1
-        cuts = [round(p * (c + 1) / rest) if rest else p for c in range(rest)]
-        start = 0
-        for c in range(rest):
-            out += index_pkts[start:cuts[c]] + info_pkts[c + 1]
-            start = cuts[c]
-        out += index_pkts[start:]
-        return out
-
-    def _index_bodies(self, vals_x: np.ndarray, vals_s: np.ndarray, header: FrameHeader, n_info: int) -> list[bytes]:
-        total = vals_x.size + vals_s.size
-        if total == 0:
-            return []
-        cap = self.max_packet_bytes - OVERHEAD - 1
-        est_bits = total * max(header.log2_jx, header.log2_js)
-        p = max(1, -(-est_bits // (8 * cap)))
-        while True:
-            if p + n_info > MAX_PACKETS_PER_FRAME:
-                raise ValueError(f"frame needs more than {MAX_PACKETS_PER_FRAME} packets of {self.max_packet_bytes} "
-                                 "bytes: raise the packet size or lower m_x/m_s")
-            bodies = [self._index_body(vals_x, vals_s, p, j) for j in range(p)]
-            longest = max(len(b) for b in bodies)
-            if longest <= cap:
-                return bodies
-            p = max(p + 1, -(-p * longest // cap))
-
-    def _index_body(self, vals_x: np.ndarray, vals_s: np.ndarray, p: int, j: int) -> bytes:
-        enc = RangeEncoder()
-        self.prior_s.encode(enc, vals_s[j::p])
-        self.prior_x.encode(enc, vals_x[j::p])
-        return bytes([p]) + words_to_bytes(enc.get_compressed())
-
-
-# ---- receiver -----------------------------------------------------------------------------------
 
 @dataclass
 class AssembledFrame:
@@ -339,15 +56,6 @@ class AssembledFrame:
     @property
     def tokens_lost(self) -> int:
         return int(self.lost_x.sum() + self.lost_s.sum())
-
-
-Concealer = Callable[[AssembledFrame], tuple[np.ndarray, np.ndarray]]
-
-
-def conceal_as_masked(frame: AssembledFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Default concealment: lost tokens stay MASKED and the ADM fills them like dropped ones.
-    The lost-index transformer (concealment issue) replaces this with a predictor of the lost codes."""
-    return frame.indices_x, frame.indices_s
 
 
 @dataclass
@@ -567,7 +275,7 @@ class FrameAssembler:
     def _store(self, part: _Partial, pkt: Packet) -> None:
         h = pkt.header
         if h.kind == KIND_INFO:
-            info, frag, chunk = _unpack_info(pkt, self.max_tokens, self.max_output_pixels)
+            info, frag, chunk = unpack_info(pkt, self.max_tokens, self.max_output_pixels)
             if part.info is None:
                 if part.index_bodies and any(j >= h.count - info.info_packets for j in part.index_bodies):
                     raise PacketError("inconsistent", "info disagrees with index packets already received")
@@ -671,15 +379,3 @@ class FrameAssembler:
             lost_s[ps] = False
         return AssembledFrame(vid, part.seq, info, ix, is_, lost_x, lost_s, part.count, len(part.received),
                               part.bytes_received, part.first_arrival, part.sender)
-
-
-def frame_bits_on_wire(packets: list[bytes]) -> int:
-    """Everything the link carries for a frame: headers, CRCs and redundant info copies included."""
-    return 8 * sum(len(p) for p in packets)
-
-
-__all__ = [
-    "AssembledFrame", "Concealer", "FrameAssembler", "FrameInfo", "Packet", "PacketError", "PacketHeader",
-    "Packetizer", "VehicleStats", "conceal_as_masked", "frame_bits_on_wire", "parse_packet", "seq_diff",
-    "DEFAULT_PACKET_BYTES", "DOWNSAMPLE", "OVERHEAD",
-]

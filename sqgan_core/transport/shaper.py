@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from ros2_ws.link.channel import LinkProfile
+from sqgan_core.transport.channel import LinkProfile
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@ import time
 import pytest
 import zmq
 
-from ros2_ws.link.transport import RELAY_TAG, Receiver, Sender
+from sqgan_core.transport.zmq_link import RELAY_TAG, Receiver, Sender
 
 
 def collect(rx, n, timeout=5.0):
@@ -52,7 +52,7 @@ def test_unknown_key_never_gets_through(keyset, rsu):
 
 
 def test_relay_envelope_checked_against_allow_list(keyset, rsu):
-    from ros2_ws.link.keys import load_public
+    from sqgan_core.transport.keys import load_public
 
     tx = Sender(rsu.endpoint, keyset / "link.key_secret", keyset / "rsu.key")
     v1 = load_public(keyset / "vehicle_1.key")
@@ -112,7 +112,7 @@ def test_certificates_without_metadata_are_refused_and_counted(tmp_path, keyset,
 
     import zmq.auth
 
-    from ros2_ws.link.keys import KeyFileError, load_allow_list
+    from sqgan_core.transport.keys import KeyFileError, load_allow_list
 
     allowed = tmp_path / "allowed"
     shutil.copytree(keyset / "allowed", allowed)
@@ -138,7 +138,7 @@ def test_certificates_without_metadata_are_refused_and_counted(tmp_path, keyset,
     dup = tmp_path / "dup"
     shutil.copytree(keyset / "allowed", dup)
     text = (dup / "vehicle_1.key").read_text().replace('vehicle_id = "1"', 'vehicle_id = "2"')
-    from ros2_ws.link.keys import generate
+    from sqgan_core.transport.keys import generate
 
     generate(tmp_path / "other", "truck", "vehicle", 2)
     shutil.copy(tmp_path / "other" / "truck.key", dup / "truck.key")

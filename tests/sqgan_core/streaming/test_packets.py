@@ -8,18 +8,10 @@ from hypothesis import strategies as st
 
 from sqgan_core.bitstream import MASKED, FrameHeader
 from sqgan_core.entropy import IndexPrior
-from sqgan_core.packets import (
-    COMMON_SIZE,
-    KIND_INDEX,
-    KIND_INFO,
-    OVERHEAD,
-    FrameAssembler,
-    PacketError,
-    Packetizer,
-    conceal_as_masked,
-    parse_packet,
-    seq_diff,
-)
+from sqgan_core.streaming.assembler import FrameAssembler
+from sqgan_core.streaming.concealment import conceal_as_masked
+from sqgan_core.streaming.packetizer import Packetizer
+from sqgan_core.streaming.wire import COMMON_SIZE, KIND_INDEX, KIND_INFO, OVERHEAD, PacketError, parse_packet, seq_diff
 
 U = IndexPrior.uniform(1024)
 MODEL = 0xBEEF

@@ -3,9 +3,9 @@ import time
 
 import pytest
 
-from ros2_ws.link.channel import parse_profile
-from ros2_ws.link.emulator import LinkEmulator, strip_ros_args
-from ros2_ws.link.transport import Receiver, Sender
+from sqgan_core.transport.channel import parse_profile
+from sqgan_core.transport.emulator import LinkEmulator, strip_ros_args
+from sqgan_core.transport.zmq_link import Receiver, Sender
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sqgan_core.cli import int_in, keep_fraction, non_negative_int, positive_int
+from sqgan_core.arguments import int_in, keep_fraction, non_negative_int, positive_int
 from sqgan_core.cli.model_options import add_model_options, codec_from_args
 from sqgan_core.codec import Codec
 
@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device is not None and args.device.startswith("cuda") and not torch.cuda.is_available():
-        from sqgan_core.cli import CommandError
+        from sqgan_core.errors import CommandError
 
         raise CommandError(f"--device {args.device}: CUDA is not available on this machine")
     if not args.model and not args.untrained:

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import yaml
 
-from ros2_ws.link.channel import (
+from sqgan_core.config import find_config
+from sqgan_core.transport.channel import (
     Bernoulli,
     GilbertElliott,
     ProfileError,
-    config_dir,
     load_profile,
     parse_profile,
 )
@@ -18,7 +18,7 @@ PROFILES = ["clean", "urban_5pct", "bursty_15pct", "congested"]
 def test_shipped_profiles_load(name):
     p = load_profile(name)
     assert p.name == name
-    assert load_profile(config_dir() / "links" / f"{name}.yaml") == p
+    assert load_profile(find_config("links", name)) == p
 
 
 def test_shipped_loss_rates_match_their_names():
@@ -84,7 +84,7 @@ def test_unknown_profile_lists_known(tmp_path):
 def test_exponent_numbers_in_a_profile_are_numbers(tmp_path):
     """YAML 1.1 (PyYAML) reads `1e12` as a string; profiles accept YAML 1.2 floats, so a value out of
     range is refused for its value, with the range in the message."""
-    from ros2_ws.link.channel import ProfileError
+    from sqgan_core.transport.channel import ProfileError
 
     ok = tmp_path / "ok.yaml"
     ok.write_text("name: ok\ndelay_ms: 2e1\nloss: {model: bernoulli, p: 5E-2}\n")

@@ -33,7 +33,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
-from ros2_ws.link.keys import Peer, load_allow_list, load_keypair, load_public
+from sqgan_core.transport.keys import Peer, load_allow_list, load_keypair, load_public
 
 RELAY_TAG = b"SQR1"
 MAX_MESSAGE_BYTES = 65536  # larger messages make zmq drop the connection (hostile or broken peer)

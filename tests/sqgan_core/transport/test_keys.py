@@ -4,7 +4,7 @@ import stat
 import pytest
 import zmq.auth
 
-from ros2_ws.link.keys import (
+from sqgan_core.transport.keys import (
     KeyFileError,
     generate,
     generate_set,
