@@ -4,7 +4,9 @@ A receiver thread reads the CurveZMQ socket (allow-listed keys only; a vehicle m
 vehicle id in its certificate) into a FrameAssembler; released frames go to a per-vehicle one-frame
 slot (newest wins, stale ones dropped and counted) that a decode thread serves round-robin, so a slow
 decode never backs up the socket and one vehicle cannot starve another. Lost tokens go through the
-concealment seam (`conceal`, default: treated as masked and filled by the ADM).
+concealer the `concealment` parameter selects (sqgan_core.streaming.concealment): `auto` (default) is
+the shipped bidirectional transformer when it was trained for the loaded codec weights, else the
+no-model baseline (lost tokens left to the ADM), with the reason logged and counted.
 
 Publishes per vehicle, with the camera's header stamp and frame_id:
   /rsu/vehicle_<id>/image            sensor_msgs/Image rgb8 (at the camera's original size)
@@ -41,6 +43,7 @@ from sqgan_core.streaming.stream import UNTRAINED_WARNING, ModelSpecError, Strea
 from ros2_ws.worker import LatestSlots, Worker
 from sqgan_core.labels import colorize
 from sqgan_core.streaming.assembler import AssembledFrame, FrameAssembler
+from sqgan_core.streaming.concealment import METHODS, select_concealer
 
 # Camera stamps within this much of the RSU's wall clock are taken as wall time (real cameras,
 # use_sim_time off); simulation-time stamps (CARLA sync mode, the embedded simulator) are not.
@@ -97,10 +100,14 @@ class RsuDecoder(Node):
         d("publish_semantic_color", True)
         d("torch_threads", 1)
         d("diagnostics_period", 1.0)
+        d("concealment", "auto")  # auto | none | bidirectional | autoregressive
+        d("concealer", "")  # a concealer file; "" = the shipped one of the chosen kind
+        d("conceal_passes", 3)
+        d("conceal_threshold", 0.0)
         p = {n: self.get_parameter(n).value for n in (
             "endpoint", "secret_key", "allow_dir", "model", "device", "max_vehicles", "max_frames_in_flight",
             "frame_timeout", "idle_reset", "max_packet_bytes", "max_tokens", "publish_semantic_color",
-            "torch_threads", "diagnostics_period")}
+            "torch_threads", "diagnostics_period", "concealment", "concealer", "conceal_passes", "conceal_threshold")}
         self.p = p
         if not p["secret_key"] or not p["allow_dir"]:
             raise ValueError("secret_key and allow_dir are required (generate keys with `sqgan keys`)")
@@ -108,7 +115,19 @@ class RsuDecoder(Node):
         codec, untrained = load_codec(p["model"], device=p["device"])
         if untrained:
             self.get_logger().warning(UNTRAINED_WARNING.format(spec=p["model"]))
-        self.decoder = StreamDecoder(codec)
+        if p["concealment"] not in METHODS:
+            raise ValueError(f"parameter concealment={p['concealment']!r}: use one of {', '.join(METHODS)}")
+        if not 1 <= int(p["conceal_passes"]) <= 16 or not 0.0 <= float(p["conceal_threshold"]) <= 1.0:
+            raise ValueError("parameters conceal_passes (1..16) and conceal_threshold (0..1) out of range")
+        self.counts: Counter[str] = Counter()
+        sel = select_concealer(p["concealment"], p["concealer"] or None, codec.model_id, device=p["device"],
+                               passes=int(p["conceal_passes"]), threshold=float(p["conceal_threshold"]))
+        if sel.fallback_reason:
+            self.counts["concealer_fallbacks"] += 1
+            log = self.get_logger().info if p["concealment"] == "auto" else self.get_logger().warning
+            log(f"concealment {p['concealment']}: using the no-model baseline: {sel.fallback_reason}")
+        self.concealer = sel.concealer
+        self.decoder = StreamDecoder(codec, self.concealer)
         warm_up(codec)
         self.assembler = FrameAssembler(codec.prior_x, codec.prior_s, codec.model_id,
                                         max_tokens=min(p["max_tokens"], codec.max_tokens),
@@ -119,7 +138,6 @@ class RsuDecoder(Node):
         self.receiver = Receiver(p["endpoint"], p["secret_key"], p["allow_dir"], log=self.get_logger().warning)
         self.lock = threading.Lock()  # guards assembler stats snapshots and self.out
         self.out: dict[int, _VehicleOut] = {}
-        self.counts: Counter[str] = Counter()
         self.slots: LatestSlots[AssembledFrame] = LatestSlots(max_keys=p["max_vehicles"])
         self.worker = Worker(self.slots, self._decode, self._on_error, name="rsu-decode").start()
         self._stop = threading.Event()
@@ -133,7 +151,7 @@ class RsuDecoder(Node):
             if peer.vehicle_id is not None and len(self.out) < p["max_vehicles"]:
                 self._vehicle_out(peer.vehicle_id)
         self.get_logger().info(f"RSU listening on {self.receiver.endpoint}, {len(self.receiver.peers)} allowed keys, "
-                               f"model {codec.model_id:04x}")
+                               f"model {codec.model_id:04x}, concealment {self.concealer.name}")
 
     # -- receive path (thread) ------------------------------------------------------------------
     def receive_batch(self, timeout_ms: int = 20) -> None:
@@ -207,6 +225,8 @@ class RsuDecoder(Node):
             rsu.update({k: v for k, v in self.receiver.stats.items()})
             rsu.update(self.counts)
             rsu["frames_in_flight"] = self.assembler.in_flight()
+            rsu["concealment"] = self.concealer.name
+            rsu.update({f"conceal_{k}": v for k, v in self.concealer.stats.as_dict().items() if v is not None})
             vehicles = {}
             for vid in set(self.out) | set(self.assembler.vehicles):
                 v: dict[str, Any] = {}

@@ -154,6 +154,10 @@ class Codec:
 
     def reconstruct(self, tokens: Tokens, header: FrameHeader) -> DecodedFrame:
         x_hat, s_idx = self.model.decode(tokens)
+        return self.to_frame(x_hat, s_idx, header)
+
+    def to_frame(self, x_hat: torch.Tensor, s_idx: torch.Tensor, header: FrameHeader) -> DecodedFrame:
+        """The decoder's tensors -> uint8 RGB and trainIds, cropped to the encoded size."""
         img = ((x_hat[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         lab = from_channel_index(s_idx[0].cpu().numpy())
         return DecodedFrame(np.ascontiguousarray(img[: header.height, : header.width]),

@@ -20,7 +20,7 @@ from sqgan_core.errors import CommandError
 from sqgan_core.arguments import positive_int
 from sqgan_core.cli.codec_demo import _rates
 from sqgan_core.cli.model_options import add_model_options, codec_from_args
-from sqgan_core.evaluation import load_segmenter
+from sqgan_core.evaluation import load_segmenter, model_path_label
 from sqgan_core.heldout import ALL_SCENARIOS, held_out_frames, scenario_plan
 
 SHIPPED = "shipped"
@@ -62,8 +62,87 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, help="also write the JSON here")
     p.add_argument("--plot", type=Path, help="also draw rate/quality curves (PNG): PSNR, MS-SSIM and mIoU "
                                              "against bpp, SQ-GAN beside JPEG 2000")
+    g = p.add_argument_group("packet loss (--loss): quality per concealment method instead of the JPEG 2000 grid")
+    g.add_argument("--loss", type=_loss_spec, action="append", metavar="SPEC",
+                   help="repeatable: none | bernoulli:P | gilbert:P,BURST (mean loss P, mean burst BURST packets); "
+                        "each frame's real packets cross that channel, the RSU's assembler rebuilds them and every "
+                        "--concealment method decodes the same frames; lossless figures come with them")
+    g.add_argument("--concealment", default="none,bidirectional,autoregressive",
+                   help="comma-separated methods (none, bidirectional, autoregressive); default all three. A "
+                        "transformer whose file is missing or was trained for other codec weights is reported "
+                        "with the reason and left out")
+    g.add_argument("--concealer", action="append", default=[], metavar="KIND=PATH",
+                   help="concealer file for a kind (default: sqgan_core/weights/concealer_<kind>.pt)")
+    g.add_argument("--loss-runs", type=positive_int, default=1, help="loss realisations per spec (default 1)")
+    g.add_argument("--packet-bytes", type=positive_int, default=256)
+    g.add_argument("--passes", type=positive_int, default=3, help="bidirectional concealer passes (default 3)")
+    g.add_argument("--threshold", type=float, default=0.0,
+                   help="leave predictions below this probability to the ADM (default 0: use every prediction)")
     add_model_options(p)
     p.set_defaults(func=_run)
+
+
+def _loss_spec(text: str):
+    from sqgan_core.streaming.loss import LossSpecError, parse_loss
+
+    try:
+        return parse_loss(text)
+    except LossSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _concealers(args: argparse.Namespace, codec) -> tuple[dict, dict]:
+    """(name -> concealer, name -> why it is left out) for --concealment."""
+    from sqgan_core.streaming.concealment import METHODS, select_concealer
+
+    files = {}
+    for item in args.concealer:
+        kind, sep, path = item.partition("=")
+        if not sep or kind not in ("bidirectional", "autoregressive"):
+            raise CommandError(f"--concealer {item!r}: use KIND=PATH with KIND bidirectional or autoregressive")
+        if not Path(path).is_file():
+            raise CommandError(f"--concealer {item!r}: {path} not found")
+        files[kind] = path
+    chosen, left_out = {}, {}
+    for name in [m.strip() for m in args.concealment.split(",") if m.strip()]:
+        if name not in METHODS or name == "auto":
+            raise CommandError(f"--concealment {name!r}: use none, bidirectional or autoregressive")
+        sel = select_concealer(name, files.get(name), codec.model_id, device=args.device, passes=args.passes,
+                               threshold=args.threshold)
+        if sel.fallback_reason:
+            left_out[name] = sel.fallback_reason
+        else:
+            chosen[name] = sel.concealer
+    if not chosen:
+        raise CommandError("--concealment: no method is available: " + "; ".join(f"{k}: {v}" for k, v in left_out.items()))
+    return chosen, left_out
+
+
+def _run_loss(args: argparse.Namespace, codec, segmenter, note: str) -> int:
+    from sqgan_core.loss_evaluation import evaluate_loss, plot_loss
+
+    methods, left_out = _concealers(args, codec)
+    grid = list(args.grid or [(0.5, 0.5)])
+    frames, source = held_out_frames(args.data, args.split, args.seed, args.scenario, args.frames, args.stride)
+    result = evaluate_loss(codec, frames, grid, args.loss, methods, runs=args.loss_runs, seed=args.seed,
+                           packet_bytes=args.packet_bytes, segmenter=segmenter)
+    result["source"] = source
+    result["concealers"] = {name: {"file": model_path_label(c.source), "passes": c.passes, "threshold": c.threshold,
+                                   **{k: c.metadata.get(k) for k in ("steps", "best_step", "val_top1_image",
+                                                                     "val_top1_semantic")}}
+                            for name, c in methods.items() if hasattr(c, "source")}
+    if left_out:
+        result["left_out"] = left_out
+    if segmenter is None:
+        result["unavailable"] = {"miou_seg_recon": note}
+    text = json.dumps(result) if args.json else json.dumps(result, indent=2)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
+    if args.plot:
+        plot_loss(result, args.plot)
+    print(text)
+    return 0
 
 
 def add_scenario_option(p: argparse.ArgumentParser) -> None:
@@ -108,6 +187,10 @@ def _run(args: argparse.Namespace) -> int:
         segmenter, note = load_segmenter(args.segmenter)
         if segmenter is None and args.segmenter is not None:
             raise CommandError(f"--segmenter: {note}")  # asked for by path: never evaluated without it
+    if args.loss:
+        if baseline is not None:
+            raise CommandError("--baseline compares codecs without loss; run it apart from --loss")
+        return _run_loss(args, codec, segmenter, note)
     frames, source = held_out_frames(args.data, args.split, args.seed, args.scenario, args.frames, args.stride)
     result = evaluate(codec, frames, grid, segmenter, note, not args.no_jpeg2000)
     result["source"] = source

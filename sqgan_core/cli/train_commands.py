@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from sqgan_core.cli.segment_commands import register_training
 
     register_training(stages)
+    _register_concealer(stages)
     s = stages.add_parser("priors", help="fit index priors from code usage and store them in a checkpoint")
     s.add_argument("--model", required=True, help="checkpoint path, or 'shipped' for the shipped weights")
     s.add_argument("--data", type=Path, required=True)
@@ -60,6 +61,95 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "shipped G_s; the priors are then fitted for the combination")
     s.add_argument("-o", "--output", type=Path, required=True)
     s.set_defaults(func=_priors)
+
+
+def _register_concealer(stages: argparse._SubParsersAction) -> None:
+    text = ("the RSU's lost-token concealers (both streams) for one codec's weights, trained on packet loss "
+            "simulated with the pipeline's own packetizer and channel models")
+    s = stages.add_parser("concealer", help=text, description=text + ". Writes OUT/concealer_<kind>.pt (best by "
+                          "validation, after every validation) and OUT/summary_<kind>.json.")
+    s.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="Cityscapes-layout roots (several: data/seeds_A_B data/seeds_C_D)")
+    s.add_argument("--split", default="train")
+    s.add_argument("--val-data", type=Path, help="validation root (default: the first --data)")
+    s.add_argument("--val-split", default="val")
+    s.add_argument("--frames", type=positive_int, help="use at most this many training frames (spread over the roots)")
+    s.add_argument("--out", type=Path, required=True, help="run folder (token-map cache, concealer, summary)")
+    s.add_argument("--kind", choices=("bidirectional", "autoregressive"), default="bidirectional")
+    s.add_argument("--model", default="shipped", help="the codec the concealer serves: 'shipped' or a checkpoint")
+    s.add_argument("--init", help="warm start: a concealer file, or 'shipped' (the shipped concealer of --kind)")
+    s.add_argument("--steps", type=positive_int, default=100_000)
+    s.add_argument("--max-minutes", type=positive_float, help="stop after this much time (loading included)")
+    s.add_argument("--batch-size", type=positive_int, default=16)
+    s.add_argument("--lr", type=positive_float, default=1e-3)
+    s.add_argument("--val-every", type=positive_int, default=100)
+    s.add_argument("--dim", type=positive_int, default=128)
+    s.add_argument("--depth", type=positive_int, default=4)
+    s.add_argument("--heads", type=positive_int, default=4)
+    s.add_argument("--window", type=positive_int, default=64, help="autoregressive context (tokens)")
+    s.add_argument("--seed", type=non_negative_int, default=0)
+    s.add_argument("--device", type=device_name, default="cpu")
+    s.add_argument("--threads", type=non_negative_int, default=0)
+    s.set_defaults(func=_train_concealer)
+
+
+def _train_concealer(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    started = time.monotonic()
+    from sqgan_core.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+    from sqgan_core.codec import Codec
+    from sqgan_core.streaming.concealment import ConcealerError, shipped_concealer
+    from sqgan_core.training.concealer import ConcealerRun, TokenMaps, extract_token_maps, train_concealers
+    from sqgan_core.training.trainer import spread_over_cities
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        codec = Codec.from_checkpoint(DEFAULT_CHECKPOINT if args.model == "shipped" else Path(args.model),
+                                      device=args.device)
+    except CheckpointError as exc:
+        raise CommandError(f"--model: {exc}") from None
+    init = None
+    if args.init:
+        init = shipped_concealer(args.kind) if args.init == "shipped" else Path(args.init)
+        if not init.is_file():
+            raise CommandError(f"--init: {init} not found")
+    train_pairs = [p for root in args.data for p in _pairs(root, args.split)]
+    if args.frames:
+        train_pairs = spread_over_cities(train_pairs, args.frames)
+    val_pairs = _pairs(args.val_data or args.data[0], args.val_split)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def maps(pairs, name: str) -> TokenMaps:
+        cache = args.out / f"tokens_{name}_{codec.model_id:04x}_{len(pairs)}.npz"
+        if cache.is_file():
+            m = TokenMaps.load(cache)
+            if m.codec_model_id == codec.model_id and len(m) == len(pairs):
+                return m
+        m = extract_token_maps(codec, [p.load() for p in pairs], seed=args.seed, desc=f"token maps ({name})")
+        m.save(cache)
+        return m
+
+    try:
+        train, val = maps(train_pairs, "train"), maps(val_pairs, "val")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    minutes = None
+    if args.max_minutes:
+        minutes = max(args.max_minutes - (time.monotonic() - started) / 60, 0.01)
+    run = ConcealerRun(kind=args.kind, batch_size=args.batch_size, lr=args.lr, steps=args.steps, max_minutes=minutes,
+                       val_every=args.val_every, seed=args.seed, dim=args.dim, depth=args.depth, heads=args.heads,
+                       window=args.window)
+    try:
+        summary = train_concealers(codec, train, val, args.out, run, init=init, device=args.device,
+                                   log=lambda s: print(s, file=sys.stderr))
+    except (ConcealerError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+    return 0
 
 
 def _pairs(root: Path, split: str | None):

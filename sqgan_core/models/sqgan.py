@@ -184,5 +184,19 @@ class SQGAN(nn.Module):
 
     @torch.inference_mode()
     def decode(self, tokens: Tokens) -> tuple[torch.Tensor, torch.Tensor]:
-        zhat_x, zhat_s = self.demask(tokens)
-        return self.decode_latents(zhat_x, zhat_s)
+        s_idx = self.decode_semantic_tokens(tokens.indices_s, tokens.grid)
+        return self.decode_image_tokens(tokens.indices_x, tokens.grid, s_idx), s_idx
+
+    # The two halves of `decode`, for a receiver that acts between them (the image stream's concealer
+    # reads s_hat before the image is decoded).
+    @torch.inference_mode()
+    def decode_semantic_tokens(self, indices_s: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """(B, K) semantic indices (MASKED where absent) -> s_hat channel indices (B, H, W), 19 = void."""
+        zhat_s = self.sem_mq.adm(self.sem_mq.embed(indices_s, grid), indices_s >= 0)
+        return self.decode_semantic(zhat_s).argmax(1)
+
+    @torch.inference_mode()
+    def decode_image_tokens(self, indices_x: torch.Tensor, grid: tuple[int, int], s_idx: torch.Tensor) -> torch.Tensor:
+        """(B, K) image indices + s_hat channel indices -> x_hat in [-1, 1] (B, 3, H, W)."""
+        zhat_x = self.img_mq.adm(self.img_mq.embed(indices_x, grid), indices_x >= 0)
+        return self.decode_image(zhat_x, channel_one_hot(s_idx, zhat_x.dtype)).clamp(-1, 1)

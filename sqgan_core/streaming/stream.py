@@ -2,8 +2,8 @@
 
 StreamEncoder: an RGB image and its trainId map -> packets (resizing images whose token grid is
 beyond the configured limit, and recording the camera's size so the RSU can restore it).
-StreamDecoder: an AssembledFrame -> RGB image + trainIds at the camera's size, through a
-`Concealer` (the seam where the lost-index transformer of the concealment issue plugs in).
+StreamDecoder: an AssembledFrame -> RGB image + trainIds at the camera's size, lost tokens through a
+`Concealer` (semantic stream first, then the image stream conditioned on s_hat).
 """
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from sqgan_core.checkpoint import CheckpointError, default_checkpoint
 from sqgan_core.codec import Codec, DecodedFrame
 from sqgan_core.config import ConfigError
 from sqgan_core.errors import InputError
-from sqgan_core.models import Tokens
 from sqgan_core.streaming.assembler import AssembledFrame
-from sqgan_core.streaming.concealment import Concealer, conceal_as_masked
+from sqgan_core.models.concealer import s_hat_token_histogram
+from sqgan_core.streaming.concealment import Concealer, NoModelConcealer
 from sqgan_core.streaming.packetizer import Packetizer
 
 log = logging.getLogger("sqgan.streaming")
@@ -148,23 +148,33 @@ class StreamEncoder:
 
 
 class StreamDecoder:
-    """Assembled frames -> images at the camera's size. Lost tokens go through `conceal`."""
+    """Assembled frames -> images at the camera's size. Lost tokens go through `concealer` (default:
+    the no-model baseline, which leaves them to the ADM)."""
 
-    def __init__(self, codec: Codec, conceal: Concealer = conceal_as_masked) -> None:
+    def __init__(self, codec: Codec, concealer: Concealer | None = None) -> None:
         self.codec = codec
-        self.conceal = conceal
+        self.concealer = concealer if concealer is not None else NoModelConcealer()
 
     def decode(self, frame: AssembledFrame) -> DecodedFrame:
-        ix, is_ = self.conceal(frame)
         h = frame.header
+        grid = (h.grid_h, h.grid_w)
         dev = self.codec.device
-        tokens = Tokens(torch.from_numpy(np.ascontiguousarray(ix)).to(dev)[None],
-                        torch.from_numpy(np.ascontiguousarray(is_)).to(dev)[None], (h.grid_h, h.grid_w))
+        model = self.codec.model
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(dev)[None]
+
         with torch.inference_mode():
-            out = self.codec.reconstruct(tokens, h)
+            s_idx = model.decode_semantic_tokens(tensor(self.concealer.semantic(frame)), grid)
+            hist = None
+            if frame.lost_x.any() and self.concealer.needs_s_hat:
+                hist = s_hat_token_histogram(s_idx, DOWNSAMPLE)[0]
+            x_hat = model.decode_image_tokens(tensor(self.concealer.image(frame, hist)), grid, s_idx)
+        out = self.codec.to_frame(x_hat, s_idx, h)
         size = (frame.info.orig_height, frame.info.orig_width)
         image, labels = resize_rgb(out.image, size), resize_labels(out.labels, size)
-        extras: dict[str, Any] = {"tokens_lost": frame.tokens_lost, "complete": frame.complete}
+        extras: dict[str, Any] = {"tokens_lost": frame.tokens_lost, "complete": frame.complete,
+                                  "concealment": self.concealer.name}
         return DecodedFrame(np.ascontiguousarray(image), np.ascontiguousarray(labels), h, extras)
 
 
