@@ -58,7 +58,7 @@ def run_case(codec: Any, frames: list, vehicles: int, rounds: int, profile: Any,
     from sqgan_core.streaming.assembler import FrameAssembler
 
     encoders = [StreamEncoder(codec, v, m_x=m_x, m_s=m_s, first_seq=1000 * v) for v in range(vehicles)]
-    assembler = FrameAssembler(codec.prior_x, codec.prior_s, codec.model_id, max_tokens=codec.max_tokens,
+    assembler = FrameAssembler(codec.priors_x, codec.priors_s, codec.model_id, max_tokens=codec.max_tokens,
                                max_packet_bytes=256, max_vehicles=max(64, vehicles))
     decoder = StreamDecoder(codec)
     shaper: LinkShaper[bytes] = LinkShaper(profile, seed=seed)

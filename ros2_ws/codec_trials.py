@@ -155,7 +155,7 @@ def run_sqgan(codec: Any, encoded: Sequence[EncodedFrame], frames: Sequence[np.n
     from sqgan_core.streaming.wire import parse_packet
 
     shaper: LinkShaper[bytes] = LinkShaper(profile, seed=seed)
-    assembler = FrameAssembler(codec.prior_x, codec.prior_s, codec.model_id, max_tokens=codec.max_tokens,
+    assembler = FrameAssembler(codec.priors_x, codec.priors_s, codec.model_id, max_tokens=codec.max_tokens,
                                max_packet_bytes=packet_bytes)
     decoder = StreamDecoder(codec)
     ready: list[Any] = []

@@ -129,7 +129,7 @@ class RsuDecoder(Node):
         self.concealer = sel.concealer
         self.decoder = StreamDecoder(codec, self.concealer)
         warm_up(codec)
-        self.assembler = FrameAssembler(codec.prior_x, codec.prior_s, codec.model_id,
+        self.assembler = FrameAssembler(codec.priors_x, codec.priors_s, codec.model_id,
                                         max_tokens=min(p["max_tokens"], codec.max_tokens),
                                         max_packet_bytes=p["max_packet_bytes"],
                                         max_frames_in_flight=p["max_frames_in_flight"],

@@ -29,11 +29,13 @@ import numpy as np
 
 from sqgan_core.entropy import (
     IndexPrior,
+    PriorSet,
     RangeDecoder,
     RangeEncoder,
     bytes_to_words,
     decode_mask,
     encode_mask,
+    prior_for,
     words_to_bytes,
 )
 from sqgan_core.errors import InputError
@@ -164,15 +166,19 @@ def _check_stream(indices: np.ndarray, k: int, n: int, log2_j: int, name: str) -
 
 
 def write_frame(header: FrameHeader, indices_x: np.ndarray, indices_s: np.ndarray,
-                prior_x: IndexPrior, prior_s: IndexPrior) -> bytes:
+                prior_x: IndexPrior | PriorSet, prior_s: IndexPrior | PriorSet) -> bytes:
     """Code one frame; picks the entropy-coded payload unless the raw one is shorter."""
     header.validate()
     k = header.num_tokens
     ix = _check_stream(indices_x, k, header.n_x, header.log2_jx, "image stream")
     is_ = _check_stream(indices_s, k, header.n_s, header.log2_js, "semantic stream")
+    chosen = []
     for prior, log2_j, name in ((prior_x, header.log2_jx, "image"), (prior_s, header.log2_js, "semantic")):
-        if prior.num_symbols != 1 << log2_j:
-            raise ValueError(f"{name} prior has {prior.num_symbols} symbols, codebook has {1 << log2_j}")
+        p = prior_for(prior, log2_j)
+        if p is None:
+            raise ValueError(f"{name}: the model has no prior for a codebook of {1 << log2_j} codes")
+        chosen.append(p)
+    prior_x, prior_s = chosen
 
     enc = RangeEncoder()
     encode_mask(enc, is_ != MASKED, header.n_s)
@@ -215,7 +221,11 @@ def read_header(data: bytes) -> FrameHeader:
     return header
 
 
-def read_frame(data: bytes, prior_x: IndexPrior, prior_s: IndexPrior, *, model_id: int | None = None,
+def _sizes(prior: IndexPrior | PriorSet) -> str:
+    return ", ".join(map(str, prior.sizes if isinstance(prior, PriorSet) else [prior.num_symbols]))
+
+
+def read_frame(data: bytes, prior_x: IndexPrior | PriorSet, prior_s: IndexPrior | PriorSet, *, model_id: int | None = None,
                max_tokens: int | None = None) -> Frame:
     """Decode a frame into index maps. Every failure is a FrameError; the work is bounded by
     `max_tokens` (checked before any payload decoding or allocation that scales with the frame)."""
@@ -226,9 +236,11 @@ def read_frame(data: bytes, prior_x: IndexPrior, prior_s: IndexPrior, *, model_i
         raise FrameError(f"frame declares {header.height}x{header.width} ({header.num_tokens} tokens), "
                          f"above this decoder's limit of {max_tokens} tokens (raise it with --max-tokens / "
                          f"max_tokens if the frame is trusted)")
-    if prior_x.num_symbols != 1 << header.log2_jx or prior_s.num_symbols != 1 << header.log2_js:
-        raise FrameError(f"frame codebooks 2^{header.log2_jx}/2^{header.log2_js} do not match the model's "
-                         f"{prior_x.num_symbols}/{prior_s.num_symbols}")
+    px, ps = prior_for(prior_x, header.log2_jx), prior_for(prior_s, header.log2_js)
+    if px is None or ps is None:
+        raise FrameError(f"frame codebooks 2^{header.log2_jx}/2^{header.log2_js} are not among the model's "
+                         f"({_sizes(prior_x)} / {_sizes(prior_s)} codes)")
+    prior_x, prior_s = px, ps
     payload = bytes(data[HEADER_SIZE:])
     k = header.num_tokens
     if header.mode == MODE_RAW:

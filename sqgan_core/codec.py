@@ -24,9 +24,11 @@ from sqgan_core.bitstream import (
     read_frame,
     write_frame,
 )
-from sqgan_core.checkpoint import build_untrained, load_checkpoint, model_id_of
+from sqgan_core.checkpoint import CheckpointError, build_untrained, load_checkpoint, model_id_of
+from sqgan_core.codebooks import KEY as REDUCED_KEY
+from sqgan_core.codebooks import parse_reduced
 from sqgan_core.config import ModelConfig
-from sqgan_core.entropy import IndexPrior
+from sqgan_core.entropy import IndexPrior, PriorSet
 from sqgan_core.labels import from_channel_index, validate_train_ids
 from sqgan_core.models import SQGAN, Tokens
 from sqgan_core.models.masking import keep_count
@@ -80,12 +82,45 @@ class Codec:
         self.log2_jx, self.log2_js = jx.bit_length() - 1, js.bit_length() - 1
         self.prior_x = IndexPrior(model.img_mq.index_prior.detach().cpu().double().numpy())
         self.prior_s = IndexPrior(model.sem_mq.index_prior.detach().cpu().double().numpy())
+        # k-means reductions of each codebook (sqgan_core.codebooks), when the checkpoint carries them:
+        # the frame header's log2 J says which size a frame uses; priors_* hold one prior per size.
+        self.reduced = parse_reduced(self.metadata.get(REDUCED_KEY), model)
+        self.priors_x = PriorSet({self.log2_jx: self.prior_x, **{b: r.prior for b, r in self.reduced["image"].items()}})
+        self.priors_s = PriorSet({self.log2_js: self.prior_s, **{b: r.prior for b, r in self.reduced["semantic"].items()}})
+        self._tables: dict[tuple[str, int], torch.Tensor] = {}
 
     # ---- construction --------------------------------------------------------------------------
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], **kwargs: Any) -> "Codec":
         model, meta = load_checkpoint(path)
-        return cls(model, metadata={**meta, "checkpoint": str(Path(path))}, **kwargs)
+        try:
+            return cls(model, metadata={**meta, "checkpoint": str(Path(path))}, **kwargs)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+
+    # ---- codebook sizes ------------------------------------------------------------------------
+    def codebook_sizes(self) -> tuple[list[int], list[int]]:
+        """The codebook sizes each stream can be sent with (full size last)."""
+        return self.priors_x.sizes, self.priors_s.sizes
+
+    def _bits_of(self, stream: str, size: int | None) -> int:
+        full = self.log2_jx if stream == "image" else self.log2_js
+        if size is None or size == 1 << full:
+            return full
+        bits = int(size).bit_length() - 1
+        if bits not in self.reduced[stream]:
+            have = self.priors_x.sizes if stream == "image" else self.priors_s.sizes
+            raise ValueError(f"{stream} codebook of {size} codes: this model has {', '.join(map(str, have))}")
+        return bits
+
+    def table(self, stream: str, bits: int) -> torch.Tensor | None:
+        """The code vectors a 2^bits codebook embeds (None: the model's own full codebook)."""
+        if bits == (self.log2_jx if stream == "image" else self.log2_js):
+            return None
+        key = (stream, bits)
+        if key not in self._tables:
+            self._tables[key] = self.reduced[stream][bits].centroids.to(self.device)
+        return self._tables[key]
 
     @classmethod
     def untrained(cls, config: ModelConfig | str = "small", **kwargs: Any) -> "Codec":
@@ -122,39 +157,63 @@ class Codec:
     def header_for(self, tokens: Tokens, ph: int = 0, pw: int = 0) -> FrameHeader:
         """The frame header of one encoded image (also what the packetiser sends in its info packets)."""
         gh, gw = tokens.grid
-        return FrameHeader(self.model_id, gh, gw, ph, pw, int(tokens.keep_x.sum()), int(tokens.keep_s.sum()),
-                           self.log2_jx, self.log2_js)
+        bx, bs = tokens.codebook_bits or (self.log2_jx, self.log2_js)
+        return FrameHeader(self.model_id, gh, gw, ph, pw, int(tokens.keep_x.sum()), int(tokens.keep_s.sum()), bx, bs)
 
     # ---- public API ----------------------------------------------------------------------------
-    def tokens_for(self, image: np.ndarray, labels: np.ndarray, m_x: float, m_s: float) -> tuple[Tokens, int, int]:
+    def tokens_for(self, image: np.ndarray, labels: np.ndarray, m_x: float, m_s: float,
+                   codebook: tuple[int | None, int | None] | None = None) -> tuple[Tokens, int, int]:
+        """`codebook`: (J_x, J_s) sizes to send with (None: the full codebooks)."""
+        bx, bs = (self._bits_of("image", codebook[0]), self._bits_of("semantic", codebook[1])) if codebook else (
+            self.log2_jx, self.log2_js)
         x, lab, ph, pw = self._prepare(image, labels)
-        return self.model.encode(x, lab, m_x, m_s), ph, pw
+        tokens = self.model.encode(x, lab, m_x, m_s)
+        if (bx, bs) != (self.log2_jx, self.log2_js):
+            tokens = Tokens(self._reduce(tokens.indices_x, "image", bx), self._reduce(tokens.indices_s, "semantic", bs),
+                            tokens.grid, (bx, bs))
+        return tokens, ph, pw
+
+    def _reduce(self, indices: torch.Tensor, stream: str, bits: int) -> torch.Tensor:
+        full = self.log2_jx if stream == "image" else self.log2_js
+        if bits == full:
+            return indices
+        labels = torch.from_numpy(self.reduced[stream][bits].labels).to(indices.device)
+        return torch.where(indices >= 0, labels[indices.clamp(min=0)], indices)
 
     def write(self, tokens: Tokens, ph: int = 0, pw: int = 0) -> EncodedFrame:
         header = self.header_for(tokens, ph, pw)
         data = write_frame(header, tokens.indices_x[0].cpu().numpy(), tokens.indices_s[0].cpu().numpy(),
-                           self.prior_x, self.prior_s)
+                           self.priors_x, self.priors_s)
         # The header as written: the coder may have fallen back to the raw layout (mode), which every
         # report (encode --json, frame.stats, bench codec) must show as `sqgan info` does.
         return EncodedFrame(data, read_header(data))
 
-    def encode(self, image: np.ndarray, labels: np.ndarray, m_x: float, m_s: float) -> EncodedFrame:
-        """RGB uint8 image + trainId map -> frame bytes. m_x, m_s in [0, 1] (1 keeps every token)."""
-        tokens, ph, pw = self.tokens_for(image, labels, m_x, m_s)
+    def encode(self, image: np.ndarray, labels: np.ndarray, m_x: float, m_s: float,
+               codebook: tuple[int | None, int | None] | None = None) -> EncodedFrame:
+        """RGB uint8 image + trainId map -> frame bytes. m_x, m_s in [0, 1] (1 keeps every token);
+        `codebook` (J_x, J_s) picks reduced codebooks (`codebook_sizes()`), None the full ones."""
+        tokens, ph, pw = self.tokens_for(image, labels, m_x, m_s, codebook)
         return self.write(tokens, ph, pw)
 
     def read(self, data: bytes) -> Frame:
-        return read_frame(data, self.prior_x, self.prior_s, model_id=self.model_id, max_tokens=self.max_tokens)
+        return read_frame(data, self.priors_x, self.priors_s, model_id=self.model_id, max_tokens=self.max_tokens)
 
     def tokens_of(self, frame: Frame) -> Tokens:
         h = frame.header
         ix = torch.from_numpy(frame.indices_x).to(self.device)[None]
         is_ = torch.from_numpy(frame.indices_s).to(self.device)[None]
-        return Tokens(ix, is_, (h.grid_h, h.grid_w))
+        return Tokens(ix, is_, (h.grid_h, h.grid_w), (h.log2_jx, h.log2_js))
 
     def reconstruct(self, tokens: Tokens, header: FrameHeader) -> DecodedFrame:
-        x_hat, s_idx = self.model.decode(tokens)
-        return self.to_frame(x_hat, s_idx, header)
+        s_idx = self.decode_semantic(tokens.indices_s, tokens.grid, header.log2_js)
+        return self.to_frame(self.decode_image(tokens.indices_x, tokens.grid, s_idx, header.log2_jx), s_idx, header)
+
+    def decode_semantic(self, indices_s: torch.Tensor, grid: tuple[int, int], bits: int) -> torch.Tensor:
+        """(1, K) semantic indices of a 2^bits codebook -> s_hat channel indices (1, H, W)."""
+        return self.model.decode_semantic_tokens(indices_s, grid, self.table("semantic", bits))
+
+    def decode_image(self, indices_x: torch.Tensor, grid: tuple[int, int], s_idx: torch.Tensor, bits: int) -> torch.Tensor:
+        return self.model.decode_image_tokens(indices_x, grid, s_idx, self.table("image", bits))
 
     def to_frame(self, x_hat: torch.Tensor, s_idx: torch.Tensor, header: FrameHeader) -> DecodedFrame:
         """The decoder's tensors -> uint8 RGB and trainIds, cropped to the encoded size."""

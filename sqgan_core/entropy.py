@@ -51,6 +51,35 @@ class IndexPrior:
         return float(-np.log2(self.probabilities[symbols]).sum())
 
 
+class PriorSet:
+    """One stream's priors, one per codebook size the model can send: the full codebook and its
+    k-means reductions (sqgan_core.codebooks). The frame header's log2 J picks the one to use."""
+
+    def __init__(self, priors: "dict[int, IndexPrior] | IndexPrior") -> None:
+        if isinstance(priors, IndexPrior):
+            priors = {priors.num_symbols.bit_length() - 1: priors}
+        for bits, p in priors.items():
+            if p.num_symbols != 1 << bits:
+                raise ValueError(f"prior for 2^{bits} codes has {p.num_symbols} symbols")
+        self.priors = dict(sorted(priors.items()))
+        self.full = self.priors[max(self.priors)]
+        self.num_symbols = self.full.num_symbols  # the full codebook's, as an IndexPrior reports it
+
+    def for_bits(self, log2_j: int) -> IndexPrior | None:
+        return self.priors.get(log2_j)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [1 << b for b in self.priors]
+
+
+def prior_for(prior: "IndexPrior | PriorSet", log2_j: int) -> IndexPrior | None:
+    """The prior that codes indices of a 2^log2_j codebook, or None when the model has no such size."""
+    if isinstance(prior, PriorSet):
+        return prior.for_bits(log2_j)
+    return prior if prior.num_symbols == 1 << log2_j else None
+
+
 def _mask_probabilities(keep: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-position P(kept) of the enumerative model, and which positions are not already determined."""
     k = keep.size

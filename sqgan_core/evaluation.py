@@ -97,9 +97,10 @@ class _Acc:
 
 def evaluate(codec: Codec, frames: Sequence[tuple[np.ndarray, np.ndarray]], grid: Iterable[tuple[float, float]] = PAPER_GRID,
              segmenter: Segment | None = None, segmenter_note: str = "", with_jpeg2000: bool = True,
-             progress: bool = True) -> dict:
-    """Every figure of `sqgan eval` for `codec` on `frames` at each (m_x, m_s) of `grid`, with its
-    acceptance; the result is valid JSON (no NaN or infinity: those become null)."""
+             progress: bool = True, codebooks: Sequence[int | None] | None = None) -> dict:
+    """Every figure of `sqgan eval` for `codec` on `frames` at each (m_x, m_s) of `grid` and each codebook
+    size of `codebooks` (None: the full codebook only), with its acceptance (on full-codebook rows); the
+    result is valid JSON (no NaN or infinity: those become null)."""
     from tqdm import tqdm
 
     frames = list(frames)
@@ -115,11 +116,13 @@ def evaluate(codec: Codec, frames: Sequence[tuple[np.ndarray, np.ndarray]], grid
     miou_seg_orig = miou_from_confusion(orig_cm) if segmenter is not None else None
     iou_seg_orig = safety_iou(orig_cm) if segmenter is not None else None
     results = []
-    for mx, ms in grid:
+    full = codec.prior_x.num_symbols
+    for (mx, ms), size in [(g, s) for g in grid for s in (codebooks or [None])]:
+        book = None if size in (None, full) else (size, size)
         sq, j1, j3 = _Acc(), _Acc(), _Acc()
         bound, shat_cm = [], np.zeros((19, 20), np.int64)
-        for rgb, lab in tqdm(frames, desc=f"eval m=({mx:g},{ms:g})", unit="frame", disable=not progress, leave=False):
-            enc = codec.encode(rgb, lab, mx, ms)
+        for rgb, lab in tqdm(frames, desc=f"eval m=({mx:g},{ms:g})" + (f" J={size}" if book else ""), unit="frame", disable=not progress, leave=False):
+            enc = codec.encode(rgb, lab, mx, ms, book)
             dec = codec.decode(enc.data)
             s = enc.stats
             sq.bpp.append(s["bpp"])
@@ -135,7 +138,7 @@ def evaluate(codec: Codec, frames: Sequence[tuple[np.ndarray, np.ndarray]], grid
                 if segmenter is not None:
                     acc.seg_cm += confusion(segmenter(recon), lab)
         q = sq.quality(segmenter is not None)
-        row = {"mx": mx, "ms": ms, "frames": len(frames), "bpp": q["bpp"], "bound_bpp": float(np.mean(bound)),
+        row = {"mx": mx, "ms": ms, "codebook": size or full, "frames": len(frames), "bpp": q["bpp"], "bound_bpp": float(np.mean(bound)),
                "bits_over_bound": q["bpp"] / float(np.mean(bound)),
                "miou_shat": miou_from_confusion(shat_cm), "miou_seg_recon": q["miou_seg"],
                "miou_seg_orig": miou_seg_orig, "psnr": q["psnr"], "ms_ssim": q["ms_ssim"],
@@ -158,7 +161,8 @@ def evaluate(codec: Codec, frames: Sequence[tuple[np.ndarray, np.ndarray]], grid
 
 def _row_at(rows: Sequence[dict], at: tuple[float, float]) -> dict | None:
     """The grid row measured at (m_x, m_s) = `at`, or None when the grid skipped it."""
-    return next((r for r in rows if (r["mx"], r["ms"]) == tuple(at)), None)
+    full = max((r.get("codebook", 0) for r in rows), default=0)
+    return next((r for r in rows if (r["mx"], r["ms"]) == tuple(at) and r.get("codebook", 0) == full), None)
 
 
 def acceptance(rows: Sequence[dict], at: tuple[float, float] = OPERATING_POINT) -> dict:

@@ -56,7 +56,7 @@ WAIT_S = 0.06  # each frame's packets are all in by then (no delay modelled): re
 
 
 def _assembler(codec: Codec, packet_bytes: int) -> FrameAssembler:
-    return FrameAssembler(codec.prior_x, codec.prior_s, codec.model_id, max_tokens=codec.max_tokens,
+    return FrameAssembler(codec.priors_x, codec.priors_s, codec.model_id, max_tokens=codec.max_tokens,
                           max_packet_bytes=packet_bytes, frame_timeout=0.05)
 
 

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "are advanced without rendering")
     p.add_argument("--grid", type=_rates, default=None, help="(m_x, m_s) pairs, e.g. '0.2,0.2;0.5,0.5'; default "
                                                              "the 3x3 grid of 0.2/0.5/1")
+    p.add_argument("--codebooks", type=_sizes, default=None,
+                   help="also evaluate each grid point with these codebook sizes (k-means reductions the checkpoint "
+                        "carries, e.g. 512,256,128,64; both streams), the variable-bitrate rates")
     p.add_argument("--baseline", metavar="PATH|shipped",
                    help="also evaluate this checkpoint (or `shipped`: sqgan_core/weights/sqgan_small.pt) on the "
                         "same frames, without JPEG 2000, and add `baseline` and `comparison` to the JSON: "
@@ -80,6 +83,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="leave predictions below this probability to the ADM (default 0: use every prediction)")
     add_model_options(p)
     p.set_defaults(func=_run)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated codebook sizes expected, got {text!r}") from None
+    if not sizes or any(s < 2 or s & (s - 1) for s in sizes):
+        raise argparse.ArgumentTypeError(f"codebook sizes must be powers of two, got {text!r}")
+    return sizes
 
 
 def _loss_spec(text: str):
@@ -192,7 +205,14 @@ def _run(args: argparse.Namespace) -> int:
             raise CommandError("--baseline compares codecs without loss; run it apart from --loss")
         return _run_loss(args, codec, segmenter, note)
     frames, source = held_out_frames(args.data, args.split, args.seed, args.scenario, args.frames, args.stride)
-    result = evaluate(codec, frames, grid, segmenter, note, not args.no_jpeg2000)
+    if args.codebooks:
+        have = codec.codebook_sizes()[0]
+        missing = [s for s in args.codebooks if s not in have]
+        if missing:
+            raise CommandError(f"--codebooks {missing}: the model has {', '.join(map(str, have))} (add reductions "
+                               "with `sqgan train codebooks`)")
+    result = evaluate(codec, frames, grid, segmenter, note, not args.no_jpeg2000,
+                      codebooks=[None] + [s for s in args.codebooks or [] if s != codec.prior_x.num_symbols])
     result["source"] = source
     if not args.data:
         result["held_out"] = {"scenarios": [{k: v for k, v in asdict(s).items() if k != "path"}

@@ -50,6 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     register_training(stages)
     _register_concealer(stages)
+    s = stages.add_parser("codebooks", help="k-means reductions of both codebooks (512/256/128/64) into a checkpoint",
+                          description="Cluster each stream's codebook, weighted by code usage (the fitted priors), "
+                                      "into smaller codebooks for variable bitrate; the tables go into the checkpoint's "
+                                      "metadata (the model id stays: the weights do not change).")
+    s.add_argument("--model", required=True, help="checkpoint path, or 'shipped'")
+    s.add_argument("--sizes", default="512,256,128,64", help="comma-separated powers of two below the codebook size")
+    s.add_argument("-o", "--output", type=Path, required=True)
+    s.set_defaults(func=_codebooks)
     s = stages.add_parser("priors", help="fit index priors from code usage and store them in a checkpoint")
     s.add_argument("--model", required=True, help="checkpoint path, or 'shipped' for the shipped weights")
     s.add_argument("--data", type=Path, required=True)
@@ -101,7 +109,7 @@ def _train_concealer(args: argparse.Namespace) -> int:
     started = time.monotonic()
     from sqgan_core.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
     from sqgan_core.codec import Codec
-    from sqgan_core.streaming.concealment import ConcealerError, shipped_concealer
+    from sqgan_core.streaming.concealment import ConcealerError, TransformerConcealer, shipped_concealer
     from sqgan_core.training.concealer import ConcealerRun, TokenMaps, extract_token_maps, train_concealers
     from sqgan_core.training.trainer import spread_over_cities
 
@@ -115,8 +123,10 @@ def _train_concealer(args: argparse.Namespace) -> int:
     init = None
     if args.init:
         init = shipped_concealer(args.kind) if args.init == "shipped" else Path(args.init)
-        if not init.is_file():
-            raise CommandError(f"--init: {init} not found")
+        try:
+            TransformerConcealer.load(init)  # a bad file fails now, not after minutes of token maps
+        except ConcealerError as exc:
+            raise CommandError(f"--init: {exc}") from None
     train_pairs = [p for root in args.data for p in _pairs(root, args.split)]
     if args.frames:
         train_pairs = spread_over_cities(train_pairs, args.frames)
@@ -149,6 +159,32 @@ def _train_concealer(args: argparse.Namespace) -> int:
     except (ConcealerError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+    return 0
+
+
+def _codebooks(args: argparse.Namespace) -> int:
+    from sqgan_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from sqgan_core.codebooks import KEY, reduce_codebooks
+    from sqgan_core.imageio import check_output_path
+
+    try:
+        check_output_path(args.output)
+        sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
+    except ValueError as exc:
+        raise CommandError(f"{exc}" if "output" in str(exc) else f"--sizes {args.sizes!r}: whole numbers expected") from None
+    try:
+        model, meta = load_checkpoint(_init_path(args.model))
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from None
+    j = min(model.codebook_sizes)
+    bad = [s for s in sizes if s < 2 or s & (s - 1) or s >= j]
+    if bad or not sizes:
+        raise CommandError(f"--sizes: {bad or 'none given'}: each must be a power of two from 2 to {j // 2}")
+    meta[KEY] = reduce_codebooks(model, sizes)
+    save_checkpoint(args.output, model, meta)
+    from sqgan_core.checkpoint import model_id_of
+
+    print(json.dumps({"output": str(args.output), "sizes": list(sizes), "model_id": f"{model_id_of(model):04x}"}))
     return 0
 
 
@@ -290,6 +326,9 @@ def _priors(args: argparse.Namespace) -> int:
     pairs = spread_over_cities(pairs, args.frames)  # every scenario, not the first clip
     cx, cs = count_code_usage(model, pairs)
     stats = apply_priors(model, cx, cs)
+    from sqgan_core.codebooks import KEY, reduce_codebooks
+
+    meta[KEY] = reduce_codebooks(model)  # usage-weighted: redone for the new priors
     save_checkpoint(args.output, model, {**meta, "priors": stats, "priors_data": str(args.data)})
     print(json.dumps({"model": str(args.output), **stats}))
     return 0

@@ -38,6 +38,7 @@ class Tokens:
     indices_x: torch.Tensor
     indices_s: torch.Tensor
     grid: tuple[int, int]  # (H/16, W/16)
+    codebook_bits: tuple[int, int] | None = None  # (log2 J_x, log2 J_s) when sent with reduced codebooks
 
     @property
     def keep_x(self) -> torch.Tensor:
@@ -83,11 +84,14 @@ class MaskedQuantizer(nn.Module):
         filled = torch.where(keep.unsqueeze(-1), codes, self.placeholder.to(codes.dtype).expand(b, k, c))
         return filled.transpose(1, 2).reshape(b, c, *hw)
 
-    def embed(self, indices: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        """Received indices (B, K) -> code grid with placeholders (the receiver's first step)."""
-        if indices.numel() and (int(indices.max()) >= self.vq.num_codes or int(indices.min()) < MASKED):
-            raise ValueError(f"code index outside -1..{self.vq.num_codes - 1}")
-        return self.fill(self.vq.lookup(indices), indices >= 0, hw)
+    def embed(self, indices: torch.Tensor, hw: tuple[int, int], table: torch.Tensor | None = None) -> torch.Tensor:
+        """Received indices (B, K) -> code grid with placeholders (the receiver's first step). `table`:
+        the code vectors of a reduced codebook (k-means centroids) instead of the full codebook."""
+        n = self.vq.num_codes if table is None else table.shape[0]
+        if indices.numel() and (int(indices.max()) >= n or int(indices.min()) < MASKED):
+            raise ValueError(f"code index outside -1..{n - 1}")
+        codes = self.vq.lookup(indices) if table is None else table.to(self.placeholder.dtype)[indices.clamp(min=0)]
+        return self.fill(codes, indices >= 0, hw)
 
 
 class SQGAN(nn.Module):
@@ -190,13 +194,15 @@ class SQGAN(nn.Module):
     # The two halves of `decode`, for a receiver that acts between them (the image stream's concealer
     # reads s_hat before the image is decoded).
     @torch.inference_mode()
-    def decode_semantic_tokens(self, indices_s: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    def decode_semantic_tokens(self, indices_s: torch.Tensor, grid: tuple[int, int],
+                               table: torch.Tensor | None = None) -> torch.Tensor:
         """(B, K) semantic indices (MASKED where absent) -> s_hat channel indices (B, H, W), 19 = void."""
-        zhat_s = self.sem_mq.adm(self.sem_mq.embed(indices_s, grid), indices_s >= 0)
+        zhat_s = self.sem_mq.adm(self.sem_mq.embed(indices_s, grid, table), indices_s >= 0)
         return self.decode_semantic(zhat_s).argmax(1)
 
     @torch.inference_mode()
-    def decode_image_tokens(self, indices_x: torch.Tensor, grid: tuple[int, int], s_idx: torch.Tensor) -> torch.Tensor:
+    def decode_image_tokens(self, indices_x: torch.Tensor, grid: tuple[int, int], s_idx: torch.Tensor,
+                            table: torch.Tensor | None = None) -> torch.Tensor:
         """(B, K) image indices + s_hat channel indices -> x_hat in [-1, 1] (B, 3, H, W)."""
-        zhat_x = self.img_mq.adm(self.img_mq.embed(indices_x, grid), indices_x >= 0)
+        zhat_x = self.img_mq.adm(self.img_mq.embed(indices_x, grid, table), indices_x >= 0)
         return self.decode_image(zhat_x, channel_one_hot(s_idx, zhat_x.dtype)).clamp(-1, 1)

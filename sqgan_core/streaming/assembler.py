@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sqgan_core.bitstream import MASKED, FrameHeader
-from sqgan_core.entropy import IndexPrior, RangeDecoder, bytes_to_words, decode_mask
+from sqgan_core.entropy import IndexPrior, PriorSet, RangeDecoder, bytes_to_words, decode_mask, prior_for
 from sqgan_core.streaming.wire import (
     FrameInfo,
     KIND_INFO,
@@ -124,7 +124,7 @@ class FrameAssembler:
     `max_bytes_per_vehicle` bytes per vehicle are held; beyond that the oldest goes (counted).
     """
 
-    def __init__(self, prior_x: IndexPrior, prior_s: IndexPrior, model_id: int, *, max_tokens: int = 8192,
+    def __init__(self, prior_x: IndexPrior | PriorSet, prior_s: IndexPrior | PriorSet, model_id: int, *, max_tokens: int = 8192,
                  max_packet_bytes: int = 1400, max_frames_in_flight: int = 4, frame_timeout: float = 0.15,
                  idle_reset: float = 1.0, max_vehicles: int = 64, max_bytes_per_vehicle: int = 1 << 18,
                  stale_window: int = 32, closed_memory: int = 16,
@@ -276,6 +276,9 @@ class FrameAssembler:
         h = pkt.header
         if h.kind == KIND_INFO:
             info, frag, chunk = unpack_info(pkt, self.max_tokens, self.max_output_pixels)
+            if prior_for(self.prior_x, info.header.log2_jx) is None or prior_for(self.prior_s, info.header.log2_js) is None:
+                raise PacketError("unknown_codebook", f"frame coded with 2^{info.header.log2_jx}/2^{info.header.log2_js} "
+                                                      "codes, a size this receiver's model does not have")
             if part.info is None:
                 if part.index_bodies and any(j >= h.count - info.info_packets for j in part.index_bodies):
                     raise PacketError("inconsistent", "info disagrees with index packets already received")
@@ -368,8 +371,8 @@ class FrameAssembler:
             px, ps = pos_x[j::p], pos_s[j::p]
             try:
                 dec = RangeDecoder(bytes_to_words(body[1:]))
-                vs = self.prior_s.decode(dec, ps.size)
-                vx = self.prior_x.decode(dec, px.size)
+                vs = prior_for(self.prior_s, info.header.log2_js).decode(dec, ps.size)  # type: ignore[union-attr]
+                vx = prior_for(self.prior_x, info.header.log2_jx).decode(dec, px.size)  # type: ignore[union-attr]
             except Exception:  # noqa: BLE001 - a body that passed the CRC but does not decode
                 self.rejected["bad_index_body"] += 1
                 part.received.discard(j)

@@ -61,7 +61,8 @@ class ConcealStats:
     frames: int = 0
     tokens_lost: int = 0
     tokens_predicted: int = 0
-    tokens_left_masked: int = 0  # predicted below `threshold`: left to the ADM
+    tokens_left_masked: int = 0  # predicted below `threshold`, or of a codebook size it was not trained on: left to the ADM
+    frames_other_codebook: int = 0  # frames sent with a reduced codebook: concealed by the baseline
     ms_total: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -167,8 +168,13 @@ class TransformerConcealer:
         t0 = time.perf_counter()
         m = self.models[stream]
         j = m.cfg.num_codes
-        ids = torch.from_numpy(model_input(indices, lost, j)).to(self.device)
         h = frame.header
+        if 1 << (h.log2_jx if stream == "image" else h.log2_js) != j:
+            self.stats.frames_other_codebook += stream == "semantic"
+            self.stats.tokens_lost += int(lost.sum())
+            self.stats.tokens_left_masked += int(lost.sum())
+            return indices
+        ids = torch.from_numpy(model_input(indices, lost, j)).to(self.device)
         cond = condition.to(self.device) if (condition is not None and m.cfg.condition_channels) else None
         with torch.inference_mode():
             pred, conf = m.fill(ids, (h.grid_h, h.grid_w), cond, passes=self.passes)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from sqgan_core.bitstream import MASKED, FrameHeader
-from sqgan_core.entropy import IndexPrior, RangeEncoder, encode_mask, words_to_bytes
+from sqgan_core.entropy import IndexPrior, PriorSet, RangeEncoder, encode_mask, prior_for, words_to_bytes
 from sqgan_core.streaming.wire import (
     DEFAULT_PACKET_BYTES,
     FrameInfo,
@@ -38,7 +38,7 @@ def _stream_counts(n: int, p: int, j: int) -> int:
 class Packetizer:
     """Turns one frame's index maps into packets of at most `max_packet_bytes` (header and CRC included)."""
 
-    def __init__(self, prior_x: IndexPrior, prior_s: IndexPrior, model_id: int, *, vehicle_id: int,
+    def __init__(self, prior_x: IndexPrior | PriorSet, prior_s: IndexPrior | PriorSet, model_id: int, *, vehicle_id: int,
                  max_packet_bytes: int = DEFAULT_PACKET_BYTES, info_copies: int = 2) -> None:
         if not 0 <= vehicle_id <= 0xFFFF:
             raise ValueError(f"vehicle id {vehicle_id} must be 0..65535")
@@ -66,8 +66,9 @@ class Packetizer:
         for v, lj, name in ((ix[keep_x], header.log2_jx, "image"), (is_[keep_s], header.log2_js, "semantic")):
             if v.size and (v.min() < 0 or v.max() >= 1 << lj):
                 raise ValueError(f"{name} index outside 0..{(1 << lj) - 1}")
-        if self.prior_x.num_symbols != 1 << header.log2_jx or self.prior_s.num_symbols != 1 << header.log2_js:
-            raise ValueError("priors do not match the header's codebook sizes")
+        prior_x, prior_s = prior_for(self.prior_x, header.log2_jx), prior_for(self.prior_s, header.log2_js)
+        if prior_x is None or prior_s is None:
+            raise ValueError(f"no priors for codebooks of 2^{header.log2_jx}/2^{header.log2_js} codes")
         oh, ow = orig_size if orig_size is not None else (header.height, header.width)
         if not (1 <= oh <= 0xFFFF and 1 <= ow <= 0xFFFF):
             raise ValueError(f"original size {oh}x{ow} outside 1..65535")
@@ -93,7 +94,7 @@ class Packetizer:
         n_info = n_frag * self.info_copies
 
         vals_x, vals_s = ix[keep_x], is_[keep_s]
-        bodies = self._index_bodies(vals_x, vals_s, header, n_info)
+        bodies = self._index_bodies(vals_x, vals_s, header, n_info, prior_x, prior_s)
         p = len(bodies)
         count = p + n_info
         info = FrameInfo(header, sec, nsec, oh, ow, frame_id, n_info, n_frag)
@@ -114,7 +115,8 @@ class Packetizer:
         out += index_pkts[start:]
         return out
 
-    def _index_bodies(self, vals_x: np.ndarray, vals_s: np.ndarray, header: FrameHeader, n_info: int) -> list[bytes]:
+    def _index_bodies(self, vals_x: np.ndarray, vals_s: np.ndarray, header: FrameHeader, n_info: int,
+                      prior_x: IndexPrior, prior_s: IndexPrior) -> list[bytes]:
         total = vals_x.size + vals_s.size
         if total == 0:
             return []
@@ -125,14 +127,16 @@ class Packetizer:
             if p + n_info > MAX_PACKETS_PER_FRAME:
                 raise ValueError(f"frame needs more than {MAX_PACKETS_PER_FRAME} packets of {self.max_packet_bytes} "
                                  "bytes: raise the packet size or lower m_x/m_s")
-            bodies = [self._index_body(vals_x, vals_s, p, j) for j in range(p)]
+            bodies = [self._index_body(vals_x, vals_s, p, j, prior_x, prior_s) for j in range(p)]
             longest = max(len(b) for b in bodies)
             if longest <= cap:
                 return bodies
             p = max(p + 1, -(-p * longest // cap))
 
-    def _index_body(self, vals_x: np.ndarray, vals_s: np.ndarray, p: int, j: int) -> bytes:
+    @staticmethod
+    def _index_body(vals_x: np.ndarray, vals_s: np.ndarray, p: int, j: int, prior_x: IndexPrior,
+                    prior_s: IndexPrior) -> bytes:
         enc = RangeEncoder()
-        self.prior_s.encode(enc, vals_s[j::p])
-        self.prior_x.encode(enc, vals_x[j::p])
+        prior_s.encode(enc, vals_s[j::p])
+        prior_x.encode(enc, vals_x[j::p])
         return bytes([p]) + words_to_bytes(enc.get_compressed())

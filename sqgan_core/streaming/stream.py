@@ -110,7 +110,7 @@ class StreamEncoder:
                  max_packet_bytes: int = 256, info_copies: int = 2, max_tokens: int | None = None,
                  first_seq: int | None = None) -> None:
         self.codec = codec
-        self.packetizer = Packetizer(codec.prior_x, codec.prior_s, codec.model_id, vehicle_id=vehicle_id,
+        self.packetizer = Packetizer(codec.priors_x, codec.priors_s, codec.model_id, vehicle_id=vehicle_id,
                                      max_packet_bytes=max_packet_bytes, info_copies=info_copies)
         self.max_tokens = min(max_tokens or codec.max_tokens, codec.max_tokens)
         self._lock = threading.Lock()
@@ -118,23 +118,30 @@ class StreamEncoder:
         # A random initial sequence number: a restarted vehicle looks like a new stream at the RSU.
         self.seq = secrets.randbelow(1 << 16) if first_seq is None else first_seq % (1 << 16)
 
-    def set_rates(self, m_x: float, m_s: float) -> None:
+    def set_rates(self, m_x: float, m_s: float, codebook: tuple[int | None, int | None] | None = None) -> None:
+        """Keep fractions and, optionally, the (J_x, J_s) codebook sizes (None: the full codebooks)."""
         for name, v in (("m_x", m_x), ("m_s", m_s)):
             if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
                 raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+        if codebook is not None:
+            have_x, have_s = self.codec.codebook_sizes()
+            for name, size, have in (("J_x", codebook[0], have_x), ("J_s", codebook[1], have_s)):
+                if size is not None and size not in have:
+                    raise ValueError(f"{name} = {size}: this model sends {', '.join(map(str, have))} codes")
         with self._lock:
             self.m_x, self.m_s = float(m_x), float(m_s)
+            self.codebook = codebook
 
     def encode(self, rgb: np.ndarray, labels: np.ndarray, stamp: tuple[int, int] = (0, 0),
                frame_id: str = "", want_frame: bool = False) -> EncodedPackets:
         t0 = time.perf_counter()
         with self._lock:
-            m_x, m_s = self.m_x, self.m_s
+            m_x, m_s, codebook = self.m_x, self.m_s, self.codebook
         oh, ow = rgb.shape[:2]
         size = fit_size(oh, ow, self.max_tokens)
         rgb_in, lab_in = resize_rgb(rgb, size), resize_labels(labels, size)
         with torch.inference_mode():
-            tokens, ph, pw = self.codec.tokens_for(rgb_in, lab_in, m_x, m_s)
+            tokens, ph, pw = self.codec.tokens_for(rgb_in, lab_in, m_x, m_s, codebook)
         header = self.codec.header_for(tokens, ph, pw)
         packets = self.packetizer.packetize(header, tokens.indices_x[0].cpu().numpy(),
                                             tokens.indices_s[0].cpu().numpy(), seq=self.seq, stamp=stamp,
@@ -159,17 +166,16 @@ class StreamDecoder:
         h = frame.header
         grid = (h.grid_h, h.grid_w)
         dev = self.codec.device
-        model = self.codec.model
 
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(dev)[None]
 
         with torch.inference_mode():
-            s_idx = model.decode_semantic_tokens(tensor(self.concealer.semantic(frame)), grid)
+            s_idx = self.codec.decode_semantic(tensor(self.concealer.semantic(frame)), grid, h.log2_js)
             hist = None
             if frame.lost_x.any() and self.concealer.needs_s_hat:
                 hist = s_hat_token_histogram(s_idx, DOWNSAMPLE)[0]
-            x_hat = model.decode_image_tokens(tensor(self.concealer.image(frame, hist)), grid, s_idx)
+            x_hat = self.codec.decode_image(tensor(self.concealer.image(frame, hist)), grid, s_idx, h.log2_jx)
         out = self.codec.to_frame(x_hat, s_idx, h)
         size = (frame.info.orig_height, frame.info.orig_width)
         image, labels = resize_rgb(out.image, size), resize_labels(out.labels, size)

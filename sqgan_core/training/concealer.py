@@ -120,7 +120,7 @@ class LossDraws:
         self.max_loss = max_loss
         gh, gw = maps.grid
         self.k = gh * gw
-        self.packetizers = {b: Packetizer(codec.prior_x, codec.prior_s, codec.model_id, vehicle_id=0, max_packet_bytes=b)
+        self.packetizers = {b: Packetizer(codec.priors_x, codec.priors_s, codec.model_id, vehicle_id=0, max_packet_bytes=b)
                             for b in PACKET_SIZES}
         self.log2 = (codec.log2_jx, codec.log2_js)
 

@@ -196,8 +196,10 @@ class Trainer:
         model = copy.deepcopy(self.model).eval()  # the priors are fitted on a copy: training state stays as it is
         cx, cs = count_code_usage(model, self.prior_pairs, device=str(self.device), progress=False)
         stats = apply_priors(model, cx, cs)
+        from sqgan_core.codebooks import KEY, reduce_codebooks
+
         meta = {**self.checkpoint_metadata(), "best": figures, "priors": stats,
-                "priors_frames": len(self.prior_pairs)}
+                "priors_frames": len(self.prior_pairs), KEY: reduce_codebooks(model)}  # weighted by the new priors
         save_checkpoint(self.best_path, model, meta)
 
     def _write_json(self, name: str, data: dict[str, Any]) -> None:

@@ -91,7 +91,7 @@ def test_a_frame_coded_raw_is_reported_raw(small_codec):
     import copy
 
     from sqgan_core.bitstream import MODE_RAW
-    from sqgan_core.entropy import IndexPrior
+    from sqgan_core.entropy import IndexPrior, PriorSet
 
     codec = copy.copy(small_codec)
     rng = np.random.default_rng(0)
@@ -102,7 +102,7 @@ def test_a_frame_coded_raw_is_reported_raw(small_codec):
     # a prior that puts almost no mass on the codes this frame uses: entropy coding must lose
     p = np.ones(len(small_codec.prior_x.probabilities), np.float64)
     p[[u for u in used if 0 <= u < len(p)]] = 1e-9
-    codec.prior_x = codec.prior_s = IndexPrior(p / p.sum())
+    codec.priors_x = codec.priors_s = PriorSet(IndexPrior(p / p.sum()))  # what the coder reads
     frame = codec.write(tokens, ph, pw)
     assert frame.header.mode == MODE_RAW
     assert frame.stats["mode"] == "raw"
