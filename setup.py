@@ -77,6 +77,7 @@ setup(
             "codec = sqgan_core.cli.bench_codec:register",
             "segmenter = sqgan_core.cli.bench_segmenter:register",
             "train = sqgan_core.cli.bench_training:register",
+            "ratecontrol = sqgan_core.cli.bench_rate:register",
             "sim = sim.bench:register",
             "pipeline = ros2_ws.bench:register",
             "stream = ros2_ws.bench_stream:register",

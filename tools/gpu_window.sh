@@ -17,10 +17,14 @@
 #   3. trains `sqgan train joint` (configs/train/small_gpu_joint.yaml: frames on the GPU, augmented
 #      there, bf16, batch 32) and `sqgan train segmenter` side by side, both from the shipped files and
 #      both with the learning rate decayed to the deadline;
+#      With CONCEALER=1 (default) a third trainer, `sqgan train concealer`, trains the RSU's
+#      bidirectional concealer for the *shipped* codec (warm from the shipped concealer when there is
+#      one): a GPU-trained codec that wins needs its concealer retrained for its model id afterwards.
 #   4. every COPY_SEC seconds copies what they keep (best by validation, validated every 90 s) into
-#      OUTDIR: sqgan_small.pt, sqgan_val.json, segmenter_fastscnn.pt, segmenter_fastscnn.json;
+#      OUTDIR: sqgan_small.pt, sqgan_val.json, segmenter_fastscnn.pt, segmenter_fastscnn.json,
+#      concealer_bidirectional.pt;
 #   5. ends with `sqgan bench codec --device DEVICE --json` for `small` and `paper`
-#      (bench_small.json, bench_paper.json). window.log holds everything printed. 7 files in all
+#      (bench_small.json, bench_paper.json). window.log holds everything printed. 8 files in all
 #      (a lease returns at most 8 of at most 16 MB).
 # Nothing is shipped by this script: compare OUTDIR/sqgan_small.pt with `sqgan eval --model ...
 # --baseline shipped` and copy it into sqgan_core/weights/ only when it wins (docs/training.md).
@@ -86,6 +90,9 @@ BENCH_ARGS=${BENCH_ARGS:---warmup 2}  # the rehearsal adds a small --height/--wi
 GRACE_SEC=${GRACE_SEC:-45}  # after their own deadline, the trainers validate and save before the hard stop
 THREADS=${THREADS:-}  # torch threads per trainer (CPU rehearsal: 1)
 RUNS=${RUNS:-runs/gpu_window}
+CONCEALER=${CONCEALER:-1}
+CONCEAL_BATCH=${CONCEAL_BATCH:-64}
+CONCEAL_FRAMES=${CONCEAL_FRAMES:-1500}
 T0=$(date +%s)
 END=$(awk "BEGIN {printf \"%d\", $T0 + $WINDOW_MIN * 60}")
 left() { echo $(( END - $(date +%s) )); }
@@ -158,31 +165,43 @@ seg_env=(env)  # mmengine picks CUDA whenever it sees one: hide it for a CPU run
   --workers "$SEG_WORKERS" --val-interval 1000000 --val-seconds "$SEG_VAL_SEC" --max-minutes "$train_min" \
   > "$RUNS/segmenter.log" 2>&1 &
 ps=$!
+pc=""
+if [ "$CONCEALER" = 1 ]; then
+  cinit=()
+  [ -f sqgan_core/weights/concealer_bidirectional.pt ] && cinit=(--init shipped)
+  "${SQGAN[@]}" train concealer --data "$DATA" --out "$RUNS/concealer" --model shipped "${cinit[@]}" \
+    --device "$DEVICE" --batch-size "$CONCEAL_BATCH" --frames "$CONCEAL_FRAMES" --max-minutes "$train_min" \
+    ${THREADS:+--threads "$THREADS"} > "$RUNS/concealer.log" 2>&1 &
+  pc=$!
+fi
 
 copy_out() {  # atomic copies, so OUTDIR never holds a half-written file
   local src dst
   for pair in "$RUNS/joint/best.pt:sqgan_small.pt" "$RUNS/joint/val.json:sqgan_val.json" \
-              "$RUNS/segmenter_fastscnn.pt:segmenter_fastscnn.pt" "$RUNS/segmenter_fastscnn.json:segmenter_fastscnn.json"; do
+              "$RUNS/segmenter_fastscnn.pt:segmenter_fastscnn.pt" "$RUNS/segmenter_fastscnn.json:segmenter_fastscnn.json" \
+              "$RUNS/concealer/concealer_bidirectional.pt:concealer_bidirectional.pt"; do
     src=${pair%%:*}; dst=$OUT/${pair##*:}
     if [ -f "$src" ] && { [ ! -f "$dst" ] || [ "$src" -nt "$dst" ]; }; then
       cp "$src" "$dst.tmp" && mv "$dst.tmp" "$dst"
     fi
   done
 }
-while kill -0 $pj 2>/dev/null || kill -0 $ps 2>/dev/null; do
+while kill -0 $pj 2>/dev/null || kill -0 $ps 2>/dev/null || { [ -n "$pc" ] && kill -0 "$pc" 2>/dev/null; }; do
   sleep "$COPY_SEC" & wait $!
   copy_out
   if [ "$(left)" -le "$reserve" ]; then
     log "deadline: stopping the trainers"
-    kill $pj $ps 2>/dev/null
+    kill $pj $ps $pc 2>/dev/null
     break
   fi
 done
 wait $pj; sj=$?
 wait $ps; ss=$?
+sc=0
+[ -n "$pc" ] && { wait "$pc"; sc=$?; }
 copy_out
 # 143 = our SIGTERM at the hard deadline: the files each trainer saved last stand (they are atomic).
-for pair in "joint:$sj" "segmenter:$ss"; do
+for pair in "joint:$sj" "segmenter:$ss" ${pc:+"concealer:$sc"}; do
   name=${pair%%:*}; code=${pair##*:}
   case $code in
     0) log "$name done: $(tail -c 600 "$RUNS/$name.log" | tr '\r' '\n' | grep '^{' | tail -1)" ;;

@@ -205,6 +205,9 @@ CASES: list[tuple[list[str], list[str]]] = [
     (["bag", "simulate", "-o", "{d}/sim_new3", "--storage", "zip"], ["--storage"]),
     # bench
     (["bench", "codec", "--mx", "2"], ["--mx"]),
+    (["bench", "ratecontrol", "--untrained", "--sizes", "100"], ["--sizes"]),
+    (["bench", "ratecontrol", "--untrained", "--table", "{d}/junk.pt"], ["junk.pt"]),
+    (["bench", "ratecontrol", "--untrained", "--budget", "0"], ["--budget"]),
     (["bench", "codec", "--height", "7", "--untrained"], ["--height"]),
     (["bench", "codec", "--model", "{d}/junk.pt"], ["junk.pt"]),
     (["bench", "pipeline", "--vehicles", "0"], ["--vehicles"]),

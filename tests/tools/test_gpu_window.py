@@ -37,6 +37,7 @@ def test_gpu_window_rehearsal_leaves_loadable_files(tmp_path):
            "N_VAL": "1", "VAL_FRAMES": "4", "JOBS": "2", "RENDER_SEC": "40", "COPY_SEC": "3", "BENCH_SEC": "30",
            "BENCH_ITERS": "1", "BENCH_ARGS": "--warmup 0 --height 64 --width 128", "THREADS": "1", "GRACE_SEC": "20",
            "SEG_BATCH": "2", "SEG_CROP": "64 128", "SEG_WORKERS": "0", "SEG_VAL_SEC": "15",
+           "CONCEAL_BATCH": "2", "CONCEAL_FRAMES": "4",
            "TRAIN_CONFIG": str(cfg), "FIRST_SEED": "499", "DATA": str(tmp_path / "data"),
            "RUNS": str(tmp_path / "runs"), "PY": sys.executable}
     proc = subprocess.run(["bash", "tools/gpu_window.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
@@ -46,6 +47,13 @@ def test_gpu_window_rehearsal_leaves_loadable_files(tmp_path):
     names = sorted(p.name for p in out.iterdir())
     assert {"sqgan_small.pt", "sqgan_val.json", "segmenter_fastscnn.pt", "segmenter_fastscnn.json",
             "bench_small.json", "window.log"} <= set(names), names
+    assert "concealer_bidirectional.pt" in names
+    from sqgan_core.checkpoint import DEFAULT_CHECKPOINT
+    from sqgan_core.codec import Codec as _Codec
+    from sqgan_core.streaming.concealment import TransformerConcealer
+
+    conc = TransformerConcealer.load(out / "concealer_bidirectional.pt")
+    assert conc.codec_model_id == _Codec.from_checkpoint(DEFAULT_CHECKPOINT).model_id  # for the shipped codec
     assert len(names) <= 8 and all(p.stat().st_size <= 16 * 2**20 for p in out.iterdir())
     assert not any(n.endswith(".tmp") for n in names)
 

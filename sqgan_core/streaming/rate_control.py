@@ -1,0 +1,141 @@
+"""Rate control on the vehicle: pick (m_x, m_s, codebook sizes) per frame to get the most semantic
+quality out of a bit budget (kbit/s at a frame rate).
+
+* `RateTable`: for a set of settings, the mean bits each puts on the wire per frame (headers, CRCs,
+  info copies included) and the quality it gives (mIoU of s_hat, PSNR), measured offline on held-out
+  frames (`measure_table`, `sqgan bench ratecontrol`). Tied to the codec weights by model id.
+* `RateController`: a leaky bucket. Each frame's target is the per-frame budget minus a share of the
+  bits over budget so far; it picks the best-quality setting whose expected size (the table's, scaled
+  by how this drive's frames compare to the table's) fits the target. Moving between two neighbouring
+  settings from frame to frame reaches the rate/quality points between them (time sharing), which no
+  fixed setting can. Feedback from the RSU (loss share, delivered rate) lowers the budget while the
+  channel loses more than `loss_backoff` of the packets (multiplicative decrease) and brings it back
+  by `recover` per report otherwise.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+
+@dataclass(frozen=True)
+class Setting:
+    m_x: float
+    m_s: float
+    j_x: int
+    j_s: int
+
+    @property
+    def label(self) -> str:
+        return f"m=({self.m_x:g},{self.m_s:g}) J=({self.j_x},{self.j_s})"
+
+
+@dataclass(frozen=True)
+class TableRow:
+    setting: Setting
+    bits: float  # mean wire bits per frame
+    miou_shat: float
+    psnr: float
+
+    def utility(self) -> float:
+        """Semantic quality first; PSNR only breaks near-ties (0.1 dB ~ 0.0002 mIoU)."""
+        return self.miou_shat + 0.002 * self.psnr
+
+
+@dataclass
+class RateTable:
+    rows: list[TableRow]
+    model_id: int
+    frames: int
+    pixels: int  # camera pixels per frame of the frames measured
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model_id": f"{self.model_id:04x}", "frames": self.frames, "pixels": self.pixels, "source": self.source,
+                "rows": [{**asdict(r.setting), "bits": r.bits, "miou_shat": r.miou_shat, "psnr": r.psnr} for r in self.rows]}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RateTable":
+        try:
+            d = json.loads(Path(path).read_text())
+            rows = [TableRow(Setting(float(r["m_x"]), float(r["m_s"]), int(r["j_x"]), int(r["j_s"])), float(r["bits"]),
+                             float(r["miou_shat"]), float(r["psnr"])) for r in d["rows"]]
+            return cls(rows, int(d["model_id"], 16), int(d["frames"]), int(d["pixels"]), str(d.get("source", "")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"rate table {path}: {exc}") from None
+
+    def pareto(self) -> list[TableRow]:
+        """Rows no other row beats on both bits and utility, cheapest first."""
+        rows = sorted(self.rows, key=lambda r: (r.bits, -r.utility()))
+        out: list[TableRow] = []
+        for r in rows:
+            if not out or r.utility() > out[-1].utility():
+                out.append(r)
+        return out
+
+
+@dataclass
+class RateController:
+    table: RateTable
+    budget_kbps: float
+    fps: float
+    horizon: float = 8.0  # frames over which an over- or under-spend is paid back
+    loss_backoff: float = 0.10
+    recover: float = 0.05
+    scale: float = 1.0  # this drive's frame size / the table's, learned from what was sent
+    debt_bits: float = 0.0
+    effective_kbps: float = field(default=0.0)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not (self.budget_kbps > 0 and self.fps > 0):
+            raise ValueError("rate control needs a budget (kbit/s) and a frame rate above 0")
+        if not self.table.rows:
+            raise ValueError("rate table has no rows")
+        self.effective_kbps = self.effective_kbps or self.budget_kbps
+        self._front = self.table.pareto()
+
+    @property
+    def frame_budget_bits(self) -> float:
+        return 1000.0 * self.effective_kbps / self.fps
+
+    def choose(self) -> TableRow:
+        target = self.frame_budget_bits - self.debt_bits / self.horizon
+        fits = [r for r in self._front if r.bits * self.scale <= target]
+        return fits[-1] if fits else self._front[0]
+
+    def observe(self, row: TableRow, bits_sent: float) -> None:
+        """After a frame went out: pay its bits into the bucket, learn the size scale."""
+        self.debt_bits += bits_sent - self.frame_budget_bits
+        # a lost-cause debt (a budget below the cheapest setting) must not grow without bound
+        self.debt_bits = max(min(self.debt_bits, 4 * self.horizon * self.frame_budget_bits),
+                             -self.horizon * self.frame_budget_bits)
+        if row.bits > 0:
+            self.scale = 0.9 * self.scale + 0.1 * (bits_sent / row.bits)
+        self.history.append({"setting": row.setting.label, "bits": bits_sent, "debt": self.debt_bits,
+                             "scale": self.scale, "kbps": self.effective_kbps})
+
+    def feedback(self, loss_share: float, delivered_kbps: float | None = None) -> None:
+        """A report from the RSU over the back channel."""
+        if not math.isfinite(loss_share) or not 0.0 <= loss_share <= 1.0:
+            return
+        if loss_share > self.loss_backoff:
+            self.effective_kbps = max(0.2 * self.budget_kbps, self.effective_kbps * (1.0 - loss_share / 2))
+        else:
+            self.effective_kbps = min(self.budget_kbps, self.effective_kbps + self.recover * self.budget_kbps)
+
+
+def default_settings(sizes: Sequence[int]) -> list[Setting]:
+    """The settings a table measures: keep fractions from 0.05 to 1 on both streams, each codebook size
+    for both streams together."""
+    ms = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+    return [Setting(mx, m_s, j, j) for j in sizes for mx in ms for m_s in ms if mx <= m_s * 2 + 0.05]
+
+
+__all__ = ["RateController", "RateTable", "Setting", "TableRow", "default_settings"]
