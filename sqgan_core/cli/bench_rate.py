@@ -42,12 +42,6 @@ def _run(args: argparse.Namespace) -> int:
 
     codec = codec_from_args(args)
     have = codec.codebook_sizes()[0]
-    try:
-        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        raise CommandError(f"--sizes {args.sizes!r}: comma-separated codebook sizes expected") from None
-    if not sizes or any(s not in have for s in sizes):
-        raise CommandError(f"--sizes {args.sizes}: the model has {', '.join(map(str, have))}")
     if args.table:
         try:
             table = RateTable.load(args.table)
@@ -56,6 +50,13 @@ def _run(args: argparse.Namespace) -> int:
         if table.model_id != codec.model_id:
             raise CommandError(f"--table {args.table} was measured for model {table.model_id:04x}, not {codec.model_id:04x}")
     else:
+        try:
+            sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+        except ValueError:
+            raise CommandError(f"--sizes {args.sizes!r}: comma-separated codebook sizes expected") from None
+        if not sizes or any(s not in have for s in sizes):
+            raise CommandError(f"--sizes {args.sizes}: the model has {', '.join(map(str, have))} (reductions: "
+                               "`sqgan train codebooks`)")
         frames, source = held_out_frames(None, None, args.seed + 100, "all", args.table_frames, 5)
         settings = [Setting(mx, ms, j, j) for j in sizes for ms in TABLE_MS for mx in TABLE_MS if mx <= ms]
         table = measure_table(codec, frames, settings, packet_bytes=args.packet_bytes, source=source)
