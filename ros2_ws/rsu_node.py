@@ -36,7 +36,7 @@ from sensor_msgs.msg import Image
 
 from ros2_ws.image_conversions import numpy_to_image
 from sqgan_core.transport.keys import KeyFileError
-from sqgan_core.transport.zmq_link import Receiver
+from sqgan_core.transport.zmq_link import FeedbackPublisher, Receiver
 from ros2_ws.node_common import (Rolling, diagnostic_array, diagnostic_status, image_qos, run_node,
                                  set_torch_threads)
 from sqgan_core.streaming.stream import UNTRAINED_WARNING, ModelSpecError, StreamDecoder, load_codec, warm_up
@@ -104,10 +104,11 @@ class RsuDecoder(Node):
         d("concealer", "")  # a concealer file; "" = the shipped one of the chosen kind
         d("conceal_passes", 3)
         d("conceal_threshold", 0.0)
+        d("feedback_endpoint", "")  # the back channel to the vehicles' rate controllers ("" = none)
         p = {n: self.get_parameter(n).value for n in (
             "endpoint", "secret_key", "allow_dir", "model", "device", "max_vehicles", "max_frames_in_flight",
             "frame_timeout", "idle_reset", "max_packet_bytes", "max_tokens", "publish_semantic_color",
-            "torch_threads", "diagnostics_period", "concealment", "concealer", "conceal_passes", "conceal_threshold")}
+            "torch_threads", "diagnostics_period", "concealment", "concealer", "conceal_passes", "conceal_threshold", "feedback_endpoint")}
         self.p = p
         if not p["secret_key"] or not p["allow_dir"]:
             raise ValueError("secret_key and allow_dir are required (generate keys with `sqgan keys`)")
@@ -136,6 +137,8 @@ class RsuDecoder(Node):
                                         frame_timeout=p["frame_timeout"], idle_reset=p["idle_reset"],
                                         max_vehicles=p["max_vehicles"])
         self.receiver = Receiver(p["endpoint"], p["secret_key"], p["allow_dir"], log=self.get_logger().warning)
+        self.feedback = FeedbackPublisher(p["feedback_endpoint"], self.receiver, p["secret_key"]) if p["feedback_endpoint"] else None
+        self._fb_last: dict[int, tuple[int, int, int]] = {}  # vehicle -> (received, missing, bytes) at the last report
         self.lock = threading.Lock()  # guards assembler stats snapshots and self.out
         self.out: dict[int, _VehicleOut] = {}
         self.slots: LatestSlots[AssembledFrame] = LatestSlots(max_keys=p["max_vehicles"])
@@ -226,6 +229,8 @@ class RsuDecoder(Node):
             rsu.update(self.counts)
             rsu["frames_in_flight"] = self.assembler.in_flight()
             rsu["concealment"] = self.concealer.name
+            if self.feedback is not None:
+                rsu.update(self.feedback.stats)
             rsu.update({f"conceal_{k}": v for k, v in self.concealer.stats.as_dict().items() if v is not None})
             vehicles = {}
             for vid in set(self.out) | set(self.assembler.vehicles):
@@ -249,8 +254,23 @@ class RsuDecoder(Node):
                 vehicles[vid] = v
         return {"rsu": rsu, "vehicles": vehicles}
 
+    def _send_feedback(self, vehicles: dict[int, dict[str, Any]]) -> None:
+        """Per vehicle, over the last period: the share of needed packets that never came, and the rate
+        that did arrive (what its rate controller adapts to)."""
+        for vid, v in vehicles.items():
+            now = (int(v.get("packets_received", 0)), int(v.get("packets_missing", 0)), int(v.get("bytes_received", 0)))
+            last = self._fb_last.get(vid, (0, 0, 0))
+            self._fb_last[vid] = now
+            got, miss, nbytes = (a - b for a, b in zip(now, last))
+            if got + miss <= 0:
+                continue
+            self.feedback.publish(int(vid), {"loss_share": miss / (got + miss),
+                                             "delivered_kbps": 8 * nbytes / 1000 / self.p["diagnostics_period"]})
+
     def _publish_diagnostics(self) -> None:
         s = self.stats()
+        if self.feedback is not None:
+            self._send_feedback(s["vehicles"])
         statuses = [diagnostic_status("sqgan rsu", "rsu", s["rsu"])]
         statuses += [diagnostic_status(f"sqgan rsu: vehicle_{vid}", f"vehicle_{vid}", v)
                      for vid, v in sorted(s["vehicles"].items())]
@@ -267,6 +287,8 @@ class RsuDecoder(Node):
                 pass
         if getattr(self, "worker", None) is not None:
             self.worker.stop()
+        if getattr(self, "feedback", None) is not None:
+            self.feedback.close()
         if getattr(self, "receiver", None) is not None:
             self.receiver.close()
         super().destroy_node()

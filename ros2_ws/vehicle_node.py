@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,8 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ros2_ws.camera_input import StampSync, UnsupportedImage, rgb_from_image, stamp_key, train_ids_from_semantic
 from sqgan_core.transport.keys import KeyFileError
-from sqgan_core.transport.zmq_link import Sender
+from sqgan_core.streaming.rate_control import SHIPPED_RATE_TABLE, RateController, RateTable
+from sqgan_core.transport.zmq_link import FeedbackSubscriber, Sender
 from ros2_ws.node_common import (Rolling, diagnostic_array, diagnostic_status, image_qos, run_node, sensor_qos,
                                  set_torch_threads)
 from ros2_ws.image_conversions import COMPRESSED_FORMAT
@@ -39,6 +41,16 @@ from sqgan_core.streaming.stream import UNTRAINED_WARNING, ModelSpecError, Strea
 from ros2_ws.worker import LatestSlots, Worker
 
 RUNTIME_PARAMS = ("m_x", "m_s")
+
+
+def load_rate_table(spec: str, codec: Any) -> RateTable:
+    """The rate table for `codec`: a path, or "" for the shipped one; it must be for these weights."""
+    path = Path(spec) if spec else SHIPPED_RATE_TABLE
+    table = RateTable.load(path)
+    if table.model_id != codec.model_id:
+        raise ValueError(f"rate table {path} was measured for model {table.model_id:04x}, this vehicle runs "
+                         f"{codec.model_id:04x}: measure one with `sqgan bench ratecontrol --table-out PATH`")
+    return table
 
 
 def load_segmenter(spec: str) -> Any:
@@ -81,10 +93,16 @@ class VehicleEncoder(Node):
         d("publish_compressed", True)
         d("torch_threads", 1)
         d("diagnostics_period", 1.0)
+        d("rate_control_kbps", 0.0)  # > 0: pick (m_x, m_s, codebook) per frame for this budget (m_x, m_s unused)
+        d("rate_control_fps", 10.0)  # the camera rate the budget is shared over
+        d("rate_table", "")  # "" = the shipped table of the shipped model
+        d("feedback_endpoint", "")  # the RSU's back channel ("" = none)
+        d("feedback_server_key", "")  # the RSU's public key (the back channel skips the link)
         p = {name: self.get_parameter(name).value for name in (
             "vehicle_id", "camera_topic", "semantic_source", "semantic_topic", "segmenter", "m_x", "m_s", "model",
             "device", "packet_bytes", "info_copies", "max_tokens", "link_endpoint", "secret_key", "server_key",
-            "send_hwm", "sync_slop", "camera_qos", "publish_compressed", "torch_threads", "diagnostics_period")}
+            "send_hwm", "sync_slop", "camera_qos", "publish_compressed", "torch_threads", "diagnostics_period",
+            "rate_control_kbps", "rate_control_fps", "rate_table", "feedback_endpoint", "feedback_server_key")}
         self.p = p
         log = self.get_logger()
         if p["semantic_source"] not in ("topic", "segmenter"):
@@ -94,6 +112,11 @@ class VehicleEncoder(Node):
         for name in ("m_x", "m_s"):  # before the model loads: a typo must not cost a model load
             if isinstance(p[name], bool) or not isinstance(p[name], (int, float)) or not 0 <= p[name] <= 1:
                 raise ValueError(f"parameter {name} must be a number in [0, 1], got {p[name]!r}")
+        for name in ("rate_control_kbps", "rate_control_fps"):
+            if isinstance(p[name], bool) or not isinstance(p[name], (int, float)) or p[name] < 0:
+                raise ValueError(f"parameter {name} must be a number >= 0, got {p[name]!r}")
+        if p["rate_control_kbps"] and not p["rate_control_fps"]:
+            raise ValueError("parameter rate_control_fps must be > 0 when rate_control_kbps is set")
         set_torch_threads(p["torch_threads"])
         codec, untrained = load_codec(p["model"], device=p["device"])
         if untrained:
@@ -102,7 +125,17 @@ class VehicleEncoder(Node):
                                      max_packet_bytes=p["packet_bytes"], info_copies=p["info_copies"],
                                      max_tokens=p["max_tokens"])
         warm_up(codec)
+        self.controller = None
+        if p["rate_control_kbps"]:
+            table = load_rate_table(p["rate_table"], codec)  # ValueError names the file and the mismatch
+            self.controller = RateController(table, float(p["rate_control_kbps"]), float(p["rate_control_fps"]))
         self.sender = Sender(p["link_endpoint"], p["secret_key"], p["server_key"], hwm=p["send_hwm"])
+        self.feedback = None
+        if p["feedback_endpoint"]:
+            if not p["feedback_server_key"]:
+                raise ValueError("feedback_server_key (the RSU's public key) is required with feedback_endpoint")
+            self.feedback = FeedbackSubscriber(p["feedback_endpoint"], p["secret_key"], p["feedback_server_key"],
+                                               p["vehicle_id"])
         self.counts: Counter[str] = Counter()
         self.bpp = Rolling()
         self.encode_ms = Rolling()
@@ -150,6 +183,9 @@ class VehicleEncoder(Node):
             self.slots.put("camera", (pair[1], pair[2], time.monotonic()))
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        if self.controller is not None and any(prm.name in RUNTIME_PARAMS for prm in params):
+            return SetParametersResult(successful=False, reason="rate control chooses m_x and m_s "
+                                                                "(rate_control_kbps > 0)")
         new = {"m_x": self.encoder.m_x, "m_s": self.encoder.m_s}
         for prm in params:
             if prm.name not in RUNTIME_PARAMS:
@@ -182,8 +218,18 @@ class VehicleEncoder(Node):
             self._skip("unsupported_image", str(exc))
             return
         stamp = (int(img_msg.header.stamp.sec), int(img_msg.header.stamp.nanosec))
+        row = None
+        if self.controller is not None:
+            if self.feedback is not None:
+                for report in self.feedback.poll(0):
+                    self.controller.feedback(float(report.get("loss_share", float("nan"))))
+            row = self.controller.choose()
+            s = row.setting
+            self.encoder.set_rates(s.m_x, s.m_s, (s.j_x, s.j_s))
         out = self.encoder.encode(rgb, labels, stamp, img_msg.header.frame_id[:63], want_frame=self.pub_compressed is not None)
         sent = self.sender.send(out.packets)
+        if row is not None:
+            self.controller.observe(row, 8 * out.bytes_total)
         if not self.counts["frames_encoded"]:
             self.get_logger().info(f"first frame: {len(out.packets)} packets, {sent} sent, encode {out.encode_ms:.0f} ms")
         with self.lock:
@@ -226,6 +272,13 @@ class VehicleEncoder(Node):
         s["frames_unsynced"] = self.sync.dropped
         s["link_dropped_unavailable"] = self.sender.stats["dropped_unavailable"]
         s["m_x"], s["m_s"] = self.encoder.m_x, self.encoder.m_s
+        if self.controller is not None:
+            c = self.controller
+            s.update({"rate_budget_kbps": c.budget_kbps, "rate_effective_kbps": c.effective_kbps,
+                      "rate_debt_bits": round(c.debt_bits), "rate_scale": round(c.scale, 3),
+                      "codebook": f"{self.encoder.codebook}"})
+        if self.feedback is not None:
+            s.update(self.feedback.stats)
         return s
 
     def _publish_diagnostics(self) -> None:
@@ -239,6 +292,8 @@ class VehicleEncoder(Node):
             self.worker.stop()
         if getattr(self, "sender", None) is not None:
             self.sender.close()
+        if getattr(self, "feedback", None) is not None:
+            self.feedback.close()
         super().destroy_node()
 
 

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
+SHIPPED_RATE_TABLE = Path(__file__).resolve().parent.parent / "weights" / "rate_table_small.json"
+
+
 @dataclass(frozen=True)
 class Setting:
     m_x: float

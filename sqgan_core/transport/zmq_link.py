@@ -260,3 +260,84 @@ class Receiver:
         self.auth.stop()
         if self._own_context:
             self.context.term()
+
+
+# ---- the back channel: RSU -> vehicles -----------------------------------------------------------
+FEEDBACK_TOPIC = b"fb"
+
+
+def feedback_topic(vehicle_id: int) -> bytes:
+    return FEEDBACK_TOPIC + str(int(vehicle_id)).encode() + b":"
+
+
+class FeedbackPublisher:
+    """The RSU's side of the back channel: a CURVE server PUB socket in a Receiver's context, so the
+    same ZAP handler and allow-list admit the same vehicles and nothing else. One small JSON report
+    per vehicle and period (loss share, delivered rate): what the vehicle's rate controller adapts to.
+    It bypasses the link emulator (a downlink the emulator does not model) and, being PUB, drops
+    rather than blocks when a vehicle is slow or gone."""
+
+    def __init__(self, endpoint: str, receiver: "Receiver", secret_key_file: str | os.PathLike[str]) -> None:
+        public, secret = load_keypair(secret_key_file)
+        self.sock = receiver.context.socket(zmq.PUB)
+        _common(self.sock)
+        self.sock.setsockopt(zmq.SNDHWM, 16)
+        self.sock.curve_server = True
+        self.sock.curve_publickey, self.sock.curve_secretkey = public, secret
+        self.sock.bind(endpoint)
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.stats: Counter[str] = Counter()
+
+    def publish(self, vehicle_id: int, report: dict) -> None:
+        import json
+
+        try:
+            self.sock.send_multipart([feedback_topic(vehicle_id), json.dumps(report).encode()], zmq.NOBLOCK)
+            self.stats["feedback_sent"] += 1
+        except zmq.Again:
+            self.stats["feedback_dropped"] += 1
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+class FeedbackSubscriber:
+    """The vehicle's side: a CURVE client SUB socket (its own key, the RSU's public key) that reads the
+    reports for its vehicle id. Malformed reports are counted and skipped, never raised."""
+
+    def __init__(self, endpoint: str, secret_key_file: str | os.PathLike[str], server_key_file: str | os.PathLike[str],
+                 vehicle_id: int, *, context: zmq.Context | None = None) -> None:
+        public, secret = load_keypair(secret_key_file)
+        server = load_public(server_key_file)
+        self.context = context or zmq.Context.instance()
+        self.sock = self.context.socket(zmq.SUB)
+        _common(self.sock)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, 4096)
+        self.sock.curve_publickey, self.sock.curve_secretkey, self.sock.curve_serverkey = public, secret, server
+        self.sock.setsockopt(zmq.SUBSCRIBE, feedback_topic(vehicle_id))
+        self.sock.connect(endpoint)
+        self.stats: Counter[str] = Counter()
+
+    def poll(self, timeout_ms: int = 0) -> list[dict]:
+        import json
+
+        out = []
+        if not self.sock.poll(timeout_ms):
+            return out
+        while True:
+            try:
+                parts = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                report = json.loads(parts[1]) if len(parts) == 2 else None
+                if not isinstance(report, dict):
+                    raise ValueError("not a JSON object")
+                out.append(report)
+                self.stats["feedback_received"] += 1
+            except (ValueError, UnicodeDecodeError):
+                self.stats["feedback_malformed"] += 1
+        return out
+
+    def close(self) -> None:
+        self.sock.close(0)

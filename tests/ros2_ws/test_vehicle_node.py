@@ -42,3 +42,19 @@ def test_start_up_failures_are_one_line_not_a_traceback(node, params, message, k
                           timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_rate_table_must_be_for_the_running_model(tmp_path, small_codec):
+    import pytest
+
+    from ros2_ws.vehicle_node import load_rate_table
+    from sqgan_core.streaming.rate_control import RateTable, Setting, TableRow
+
+    rows = [TableRow(Setting(0.2, 0.2, 1024, 1024), 2000.0, 0.3, 20.0)]
+    RateTable(rows, small_codec.model_id, 4, 8192).save(tmp_path / "ok.json")
+    assert load_rate_table(str(tmp_path / "ok.json"), small_codec).rows == rows
+    RateTable(rows, small_codec.model_id ^ 1, 4, 8192).save(tmp_path / "other.json")
+    with pytest.raises(ValueError, match="measured for model"):
+        load_rate_table(str(tmp_path / "other.json"), small_codec)
+    with pytest.raises(ValueError, match="missing.json"):
+        load_rate_table(str(tmp_path / "missing.json"), small_codec)

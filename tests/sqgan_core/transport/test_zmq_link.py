@@ -166,3 +166,33 @@ def test_refused_connections_are_counted_by_reason(keyset, endpoint):
         plain.close(0)
         wrong.close()
         rx.close()
+
+
+def test_feedback_reaches_only_its_vehicle_and_only_allowed_keys(keyset, endpoint):
+    import time
+
+    from sqgan_core.transport.zmq_link import FeedbackPublisher, FeedbackSubscriber, Receiver
+
+    rx = Receiver(endpoint(), keyset / "rsu.key_secret", keyset / "allowed")
+    pub = FeedbackPublisher(endpoint(), rx, keyset / "rsu.key_secret")
+    mine = FeedbackSubscriber(pub.endpoint, keyset / "vehicle_1.key_secret", keyset / "rsu.key", 1)
+    other = FeedbackSubscriber(pub.endpoint, keyset / "vehicle_2.key_secret", keyset / "rsu.key", 2)
+    intruder = FeedbackSubscriber(pub.endpoint, keyset / "outside" / "intruder.key_secret", keyset / "rsu.key", 1)
+    try:
+        got, got_other, got_intruder = [], [], []
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:  # PUB drops until the subscription has arrived
+            pub.publish(1, {"loss_share": 0.25, "delivered_kbps": 20.0})
+            time.sleep(0.05)
+            got += mine.poll(50)
+            got_other += other.poll(0)
+            got_intruder += intruder.poll(0)
+        assert got and got[0] == {"loss_share": 0.25, "delivered_kbps": 20.0}
+        time.sleep(0.2)
+        assert not got_other + other.poll(50)  # vehicle 2 subscribed to its own reports only
+        assert not got_intruder + intruder.poll(50)  # a key off the allow-list never connects
+        assert rx.stats["refused_unlisted_key"] >= 1
+    finally:
+        for s in (mine, other, intruder, pub):
+            s.close()
+        rx.close()
