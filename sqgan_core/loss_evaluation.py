@@ -23,6 +23,7 @@ from sqgan_core.streaming.loss import LossSpec, drop_packets
 from sqgan_core.streaming.stream import StreamDecoder, StreamEncoder
 
 OPERATING_POINT = (0.5, 0.5)
+MS_SSIM_MIN_SIDE = 161
 Segment = Callable[[np.ndarray], np.ndarray]
 
 
@@ -38,13 +39,14 @@ class _Acc:
     def add(self, rgb: np.ndarray, lab: np.ndarray, image: np.ndarray, labels: np.ndarray,
             segmenter: Segment | None) -> None:
         self.psnr.append(psnr(rgb, image))
-        self.ms_ssim.append(ms_ssim(rgb, image))
+        if min(rgb.shape[:2]) >= MS_SSIM_MIN_SIDE:  # 5 scales need it; smaller frames report null
+            self.ms_ssim.append(ms_ssim(rgb, image))
         self.shat_cm += confusion(labels, lab)
         if segmenter is not None:
             self.seg_cm += confusion(segmenter(image), lab)
 
     def figures(self, with_seg: bool) -> dict[str, Any]:
-        return {"psnr": float(np.mean(self.psnr)), "ms_ssim": float(np.mean(self.ms_ssim)),
+        return {"psnr": float(np.mean(self.psnr)), "ms_ssim": float(np.mean(self.ms_ssim)) if self.ms_ssim else None,
                 "miou_shat": miou_from_confusion(self.shat_cm), "iou_shat": safety_iou(self.shat_cm),
                 "miou_seg_recon": miou_from_confusion(self.seg_cm) if with_seg else None,
                 "conceal_ms_mean": float(np.mean(self.conceal_ms)) if self.conceal_ms else None,
