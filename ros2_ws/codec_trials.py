@@ -150,14 +150,16 @@ def run_sqgan(codec: Any, encoded: Sequence[EncodedFrame], frames: Sequence[np.n
     clean-link result of the same encodings, stands in for the decode of a frame that arrived whole:
     the decoder is deterministic, so only frames with lost tokens are decoded again."""
     from sqgan_core.transport.shaper import LinkShaper
-    from sqgan_core.streaming.stream import StreamDecoder
     from sqgan_core.streaming.assembler import FrameAssembler
+    from sqgan_core.streaming.concealment import select_concealer
+    from sqgan_core.streaming.stream import StreamDecoder
     from sqgan_core.streaming.wire import parse_packet
 
     shaper: LinkShaper[bytes] = LinkShaper(profile, seed=seed)
     assembler = FrameAssembler(codec.priors_x, codec.priors_s, codec.model_id, max_tokens=codec.max_tokens,
                                max_packet_bytes=packet_bytes)
-    decoder = StreamDecoder(codec)
+    # what the RSU node does by default: the shipped concealer when it fits these weights, else the baseline
+    decoder = StreamDecoder(codec, select_concealer("auto", None, codec.model_id).concealer)
     ready: list[Any] = []
     arrived_pkts: dict[int, set[int]] = {}  # distinct packets per frame (the link may duplicate)
 
