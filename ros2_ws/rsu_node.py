@@ -43,7 +43,7 @@ from sqgan_core.streaming.stream import UNTRAINED_WARNING, ModelSpecError, Strea
 from ros2_ws.worker import LatestSlots, Worker
 from sqgan_core.labels import colorize
 from sqgan_core.streaming.assembler import AssembledFrame, FrameAssembler
-from sqgan_core.streaming.concealment import METHODS, select_concealer
+from sqgan_core.streaming.concealment import METHODS, MODES, select_concealer
 
 # Camera stamps within this much of the RSU's wall clock are taken as wall time (real cameras,
 # use_sim_time off); simulation-time stamps (CARLA sync mode, the embedded simulator) are not.
@@ -104,11 +104,12 @@ class RsuDecoder(Node):
         d("concealer", "")  # a concealer file; "" = the shipped one of the chosen kind
         d("conceal_passes", 3)
         d("conceal_threshold", 0.0)
+        d("conceal_mode", "soft")  # soft | soft_masked | hard (docs/concealment.md)
         d("feedback_endpoint", "")  # the back channel to the vehicles' rate controllers ("" = none)
         p = {n: self.get_parameter(n).value for n in (
             "endpoint", "secret_key", "allow_dir", "model", "device", "max_vehicles", "max_frames_in_flight",
             "frame_timeout", "idle_reset", "max_packet_bytes", "max_tokens", "publish_semantic_color",
-            "torch_threads", "diagnostics_period", "concealment", "concealer", "conceal_passes", "conceal_threshold", "feedback_endpoint")}
+            "torch_threads", "diagnostics_period", "concealment", "concealer", "conceal_passes", "conceal_threshold", "conceal_mode", "feedback_endpoint")}
         self.p = p
         if not p["secret_key"] or not p["allow_dir"]:
             raise ValueError("secret_key and allow_dir are required (generate keys with `sqgan keys`)")
@@ -120,9 +121,12 @@ class RsuDecoder(Node):
             raise ValueError(f"parameter concealment={p['concealment']!r}: use one of {', '.join(METHODS)}")
         if not 1 <= int(p["conceal_passes"]) <= 16 or not 0.0 <= float(p["conceal_threshold"]) <= 1.0:
             raise ValueError("parameters conceal_passes (1..16) and conceal_threshold (0..1) out of range")
+        if p["conceal_mode"] not in MODES:
+            raise ValueError(f"parameter conceal_mode={p['conceal_mode']!r}: use one of {', '.join(MODES)}")
         self.counts: Counter[str] = Counter()
         sel = select_concealer(p["concealment"], p["concealer"] or None, codec.model_id, device=p["device"],
-                               passes=int(p["conceal_passes"]), threshold=float(p["conceal_threshold"]))
+                               passes=int(p["conceal_passes"]), threshold=float(p["conceal_threshold"]),
+                               mode=p["conceal_mode"])
         if sel.fallback_reason:
             self.counts["concealer_fallbacks"] += 1
             log = self.get_logger().info if p["concealment"] == "auto" else self.get_logger().warning

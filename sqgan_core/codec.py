@@ -31,6 +31,7 @@ from sqgan_core.config import ModelConfig
 from sqgan_core.entropy import IndexPrior, PriorSet
 from sqgan_core.labels import from_channel_index, validate_train_ids
 from sqgan_core.models import SQGAN, Tokens
+from sqgan_core.models.sqgan import SoftCodes
 from sqgan_core.models.masking import keep_count
 
 # The decoder's work grows with the square of the token count (ADM attention): a forged 15-byte header
@@ -208,12 +209,23 @@ class Codec:
         s_idx = self.decode_semantic(tokens.indices_s, tokens.grid, header.log2_js)
         return self.to_frame(self.decode_image(tokens.indices_x, tokens.grid, s_idx, header.log2_jx), s_idx, header)
 
-    def decode_semantic(self, indices_s: torch.Tensor, grid: tuple[int, int], bits: int) -> torch.Tensor:
+    def decode_semantic(self, indices_s: torch.Tensor, grid: tuple[int, int], bits: int,
+                        soft: SoftCodes | None = None) -> torch.Tensor:
         """(1, K) semantic indices of a 2^bits codebook -> s_hat channel indices (1, H, W)."""
-        return self.model.decode_semantic_tokens(indices_s, grid, self.table("semantic", bits))
+        return self.model.decode_semantic_tokens(indices_s, grid, self.table("semantic", bits), soft)
 
-    def decode_image(self, indices_x: torch.Tensor, grid: tuple[int, int], s_idx: torch.Tensor, bits: int) -> torch.Tensor:
-        return self.model.decode_image_tokens(indices_x, grid, s_idx, self.table("image", bits))
+    def decode_image(self, indices_x: torch.Tensor, grid: tuple[int, int], s_idx: torch.Tensor, bits: int,
+                     soft: SoftCodes | None = None) -> torch.Tensor:
+        return self.model.decode_image_tokens(indices_x, grid, s_idx, self.table("image", bits), soft)
+
+    def soft_codes(self, stream: str, concealed: Any) -> SoftCodes | None:
+        """A concealer's distributions over the full codebook (`Concealed.probs`) -> expected code vectors."""
+        if concealed.positions is None or concealed.probs is None or not len(concealed.positions):
+            return None
+        mq = self.model.img_mq if stream == "image" else self.model.sem_mq
+        emb = mq.vq.embedding
+        vectors = concealed.probs.to(emb.device, emb.dtype) @ emb
+        return SoftCodes(torch.from_numpy(np.asarray(concealed.positions)).to(emb.device), vectors, concealed.as_kept)
 
     def to_frame(self, x_hat: torch.Tensor, s_idx: torch.Tensor, header: FrameHeader) -> DecodedFrame:
         """The decoder's tensors -> uint8 RGB and trainIds, cropped to the encoded size."""

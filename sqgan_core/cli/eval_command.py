@@ -79,8 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--loss-runs", type=positive_int, default=1, help="loss realisations per spec (default 1)")
     g.add_argument("--packet-bytes", type=positive_int, default=256)
     g.add_argument("--passes", type=positive_int, default=3, help="bidirectional concealer passes (default 3)")
+    g.add_argument("--conceal-mode", choices=("soft", "soft_masked", "hard"), default="soft",
+                   help="what a transformer hands the decoder for a lost token: soft (default) the expected code "
+                        "vector, read as received; soft_masked the same vector as the ADM's starting point; hard "
+                        "the most probable index")
     g.add_argument("--threshold", type=float, default=0.0,
-                   help="leave predictions below this probability to the ADM (default 0: use every prediction)")
+                   help="hard mode: leave predictions below this probability to the ADM (default 0)")
     add_model_options(p)
     p.set_defaults(func=_run)
 
@@ -121,7 +125,7 @@ def _concealers(args: argparse.Namespace, codec) -> tuple[dict, dict]:
         if name not in METHODS or name == "auto":
             raise CommandError(f"--concealment {name!r}: use none, bidirectional or autoregressive")
         sel = select_concealer(name, files.get(name), codec.model_id, device=args.device, passes=args.passes,
-                               threshold=args.threshold)
+                               threshold=args.threshold, mode=args.conceal_mode)
         if sel.fallback_reason:
             left_out[name] = sel.fallback_reason
         else:
@@ -140,7 +144,8 @@ def _run_loss(args: argparse.Namespace, codec, segmenter, note: str) -> int:
     result = evaluate_loss(codec, frames, grid, args.loss, methods, runs=args.loss_runs, seed=args.seed,
                            packet_bytes=args.packet_bytes, segmenter=segmenter)
     result["source"] = source
-    result["concealers"] = {name: {"file": model_path_label(c.source), "passes": c.passes, "threshold": c.threshold,
+    result["concealers"] = {name: {"file": model_path_label(c.source), "mode": c.mode, "passes": c.passes,
+                                   "threshold": c.threshold,
                                    **{k: c.metadata.get(k) for k in ("steps", "best_step", "val_top1_image",
                                                                      "val_top1_semantic")}}
                             for name, c in methods.items() if hasattr(c, "source")}

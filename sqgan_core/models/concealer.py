@@ -125,12 +125,13 @@ class BidirectionalConcealer(_ConcealerBase):
 
     @torch.no_grad()
     def fill(self, ids: torch.Tensor, grid: tuple[int, int], condition: torch.Tensor | None = None,
-             passes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+             passes: int = 3, probs_out: dict[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """ids (K,) with LOST where a token is missing -> (predicted ids (K,), confidence (K,)).
 
         MaskGIT decoding: each pass predicts every still-lost position and commits the most confident
         share of them (cosine schedule), which the next pass reads as received context; the last pass
-        commits the rest. Positions not lost come back unchanged with confidence 1."""
+        commits the rest. Positions not lost come back unchanged with confidence 1. `probs_out`, when
+        given, receives each lost position's distribution at the pass that committed it."""
         ids = ids.clone()
         conf = torch.ones(ids.shape, dtype=torch.float32, device=ids.device)
         todo = ids == self.lost_id
@@ -152,6 +153,10 @@ class BidirectionalConcealer(_ConcealerBase):
             n = left - remain_after if t < passes - 1 else left
             n = max(1, min(left, n))
             pick = p.topk(n).indices  # positions not lost have p = -1: never picked before a lost one
+            if probs_out is not None:
+                row = {int(w): r for r, w in enumerate(where.tolist())}
+                for q in pick.tolist():
+                    probs_out[q] = probs[row[q]]
             ids[pick] = pred[pick]
             conf[pick] = p[pick]
             todo[pick] = False
@@ -177,7 +182,7 @@ class AutoregressiveConcealer(_ConcealerBase):
 
     @torch.no_grad()
     def fill(self, ids: torch.Tensor, grid: tuple[int, int], condition: torch.Tensor | None = None,
-             passes: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+             passes: int = 1, probs_out: dict[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Raster order, one lost token at a time: the window of `cfg.window` tokens before it (its own
         earlier predictions included) predicts it, as in the seed paper's sliding-window restoration."""
         ids = ids.clone()
@@ -190,7 +195,10 @@ class AutoregressiveConcealer(_ConcealerBase):
             prev = None if lo == 0 else ids[lo - 1:lo]
             cond = None if condition is None else condition[None, sl]
             logits = self.logits(ids[None, sl], rows[None, sl], cols[None, sl], cond, prev)[0, -1]
-            p, pred = logits.float().softmax(-1).max(-1)
+            dist = logits.float().softmax(-1)
+            if probs_out is not None:
+                probs_out[i] = dist
+            p, pred = dist.max(-1)
             ids[i] = pred
             conf[i] = p
         return ids, conf

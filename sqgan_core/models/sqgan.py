@@ -94,6 +94,30 @@ class MaskedQuantizer(nn.Module):
         return self.fill(codes, indices >= 0, hw)
 
 
+@dataclass
+class SoftCodes:
+    """Code vectors for positions whose index is not known (batch 1): a concealer's estimate of lost
+    tokens, e.g. the expected code vector under its predicted distribution. `as_kept`: the ADM treats
+    them as received tokens; otherwise they only replace the placeholder it starts the fill from."""
+
+    positions: torch.Tensor  # (N,) flat token positions
+    vectors: torch.Tensor  # (N, C)
+    as_kept: bool = False
+
+
+def _demask(mq: "MaskedQuantizer", indices: torch.Tensor, grid: tuple[int, int], table: torch.Tensor | None,
+            soft: SoftCodes | None) -> torch.Tensor:
+    zq = mq.embed(indices, grid, table).contiguous()
+    keep = indices >= 0
+    if soft is not None and soft.positions.numel():
+        flat = zq.view(zq.shape[0], zq.shape[1], -1)  # (B, C, K), sharing zq's memory
+        flat[0, :, soft.positions] = soft.vectors.to(flat.dtype).T
+        if soft.as_kept:
+            keep = keep.clone()
+            keep[0, soft.positions] = True
+    return mq.adm(zq, keep)
+
+
 class SQGAN(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -195,14 +219,13 @@ class SQGAN(nn.Module):
     # reads s_hat before the image is decoded).
     @torch.inference_mode()
     def decode_semantic_tokens(self, indices_s: torch.Tensor, grid: tuple[int, int],
-                               table: torch.Tensor | None = None) -> torch.Tensor:
+                               table: torch.Tensor | None = None, soft: SoftCodes | None = None) -> torch.Tensor:
         """(B, K) semantic indices (MASKED where absent) -> s_hat channel indices (B, H, W), 19 = void."""
-        zhat_s = self.sem_mq.adm(self.sem_mq.embed(indices_s, grid, table), indices_s >= 0)
-        return self.decode_semantic(zhat_s).argmax(1)
+        return self.decode_semantic(_demask(self.sem_mq, indices_s, grid, table, soft)).argmax(1)
 
     @torch.inference_mode()
     def decode_image_tokens(self, indices_x: torch.Tensor, grid: tuple[int, int], s_idx: torch.Tensor,
-                            table: torch.Tensor | None = None) -> torch.Tensor:
+                            table: torch.Tensor | None = None, soft: SoftCodes | None = None) -> torch.Tensor:
         """(B, K) image indices + s_hat channel indices -> x_hat in [-1, 1] (B, 3, H, W)."""
-        zhat_x = self.img_mq.adm(self.img_mq.embed(indices_x, grid, table), indices_x >= 0)
+        zhat_x = _demask(self.img_mq, indices_x, grid, table, soft)
         return self.decode_image(zhat_x, channel_one_hot(s_idx, zhat_x.dtype)).clamp(-1, 1)

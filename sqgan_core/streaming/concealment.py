@@ -34,6 +34,21 @@ FORMAT = "sqgan-concealer"
 FORMAT_VERSION = 1
 STREAMS = ("image", "semantic")
 METHODS = ("auto", "none") + KINDS  # what the RSU's `concealment` parameter and `eval --concealment` take
+# What a transformer hands the decoder for a lost token: `soft` (default) the expected code vector under
+# its predicted distribution, which the ADM reads as a received token; `soft_masked` the same vector as
+# the starting point of the ADM's fill (still treated as masked); `hard` the most probable index.
+MODES = ("soft", "soft_masked", "hard")
+
+
+@dataclass
+class Concealed:
+    """One stream after concealment: indices (MASKED where nothing was decided) and, for soft modes,
+    the predicted distributions of the lost positions, which the decoder turns into code vectors."""
+
+    indices: np.ndarray
+    positions: np.ndarray | None = None
+    probs: torch.Tensor | None = None  # (len(positions), J)
+    as_kept: bool = False
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
@@ -49,9 +64,9 @@ class Concealer(Protocol):
     name: str
     needs_s_hat: bool
 
-    def semantic(self, frame: AssembledFrame) -> np.ndarray: ...
+    def semantic(self, frame: AssembledFrame) -> Concealed: ...
 
-    def image(self, frame: AssembledFrame, s_hat_histogram: torch.Tensor | None) -> np.ndarray: ...
+    def image(self, frame: AssembledFrame, s_hat_histogram: torch.Tensor | None) -> Concealed: ...
 
 
 @dataclass
@@ -80,18 +95,18 @@ class NoModelConcealer:
     def __init__(self) -> None:
         self.stats = ConcealStats()
 
-    def semantic(self, frame: AssembledFrame) -> np.ndarray:
+    def semantic(self, frame: AssembledFrame) -> Concealed:
         if frame.tokens_lost:
             self.stats.frames += 1
             self.stats.tokens_lost += frame.tokens_lost
             self.stats.tokens_left_masked += frame.tokens_lost
-        return frame.indices_s
+        return Concealed(frame.indices_s)
 
-    def image(self, frame: AssembledFrame, s_hat_histogram: torch.Tensor | None = None) -> np.ndarray:
-        return frame.indices_x
+    def image(self, frame: AssembledFrame, s_hat_histogram: torch.Tensor | None = None) -> Concealed:
+        return Concealed(frame.indices_x)
 
 
-def conceal_as_masked(frame: AssembledFrame) -> tuple[np.ndarray, np.ndarray]:
+def conceal_as_masked(frame: AssembledFrame) -> tuple[np.ndarray, np.ndarray]:  # noqa: D103
     """The baseline on both streams at once (for callers without a decoder in between)."""
     return frame.indices_x, frame.indices_s
 
@@ -111,8 +126,11 @@ class TransformerConcealer:
     needs_s_hat = True
 
     def __init__(self, models: dict[str, torch.nn.Module], kind: str, codec_model_id: int, *,
-                 device: str | torch.device = "cpu", passes: int = 3, threshold: float = 0.0,
+                 device: str | torch.device = "cpu", passes: int = 3, threshold: float = 0.0, mode: str = "soft",
                  metadata: dict[str, Any] | None = None, source: str = "") -> None:
+        if mode not in MODES:
+            raise ValueError(f"concealment mode {mode!r}: use one of {', '.join(MODES)}")
+        self.mode = mode
         self.models = {k: m.to(device).eval() for k, m in models.items()}
         self.name = kind
         self.kind = kind
@@ -162,10 +180,9 @@ class TransformerConcealer:
 
     # ---- concealment ---------------------------------------------------------------------------
     def _fill(self, stream: str, frame: AssembledFrame, indices: np.ndarray, lost: np.ndarray,
-              condition: torch.Tensor | None) -> np.ndarray:
+              condition: torch.Tensor | None) -> Concealed:
         if not lost.any():
-            return indices
-        t0 = time.perf_counter()
+            return Concealed(indices)
         m = self.models[stream]
         j = m.cfg.num_codes
         h = frame.header
@@ -173,27 +190,37 @@ class TransformerConcealer:
             self.stats.frames_other_codebook += stream == "semantic"
             self.stats.tokens_lost += int(lost.sum())
             self.stats.tokens_left_masked += int(lost.sum())
-            return indices
+            return Concealed(indices)
+        t0 = time.perf_counter()
         ids = torch.from_numpy(model_input(indices, lost, j)).to(self.device)
         cond = condition.to(self.device) if (condition is not None and m.cfg.condition_channels) else None
+        probs: dict[int, torch.Tensor] | None = {} if self.mode != "hard" else None
+        passes = 1 if (self.mode != "hard" and m.cfg.kind == "bidirectional") else self.passes
         with torch.inference_mode():
-            pred, conf = m.fill(ids, (h.grid_h, h.grid_w), cond, passes=self.passes)
+            pred, conf = m.fill(ids, (h.grid_h, h.grid_w), cond, passes=passes, probs_out=probs)
         pred, conf = pred.cpu().numpy(), conf.cpu().numpy()
-        out = indices.copy()
-        take = lost & (conf >= self.threshold) & (pred < j)
-        out[take] = pred[take]
-        self.stats.tokens_lost += int(lost.sum())
-        self.stats.tokens_predicted += int(take.sum())
-        self.stats.tokens_left_masked += int(lost.sum() - take.sum())
+        n_lost = int(lost.sum())
+        self.stats.tokens_lost += n_lost
+        if probs is not None:  # soft: every lost token gets its expected code vector
+            pos = np.flatnonzero(lost)
+            out = Concealed(indices, pos, torch.stack([probs[int(q)] for q in pos]), as_kept=self.mode == "soft")
+            self.stats.tokens_predicted += n_lost
+        else:
+            take = lost & (conf >= self.threshold) & (pred < j)
+            hard = indices.copy()
+            hard[take] = pred[take]
+            out = Concealed(hard)
+            self.stats.tokens_predicted += int(take.sum())
+            self.stats.tokens_left_masked += int(n_lost - take.sum())
         self.stats.ms_total += 1000 * (time.perf_counter() - t0)
         return out
 
-    def semantic(self, frame: AssembledFrame) -> np.ndarray:
+    def semantic(self, frame: AssembledFrame) -> Concealed:
         if frame.tokens_lost:
             self.stats.frames += 1
         return self._fill("semantic", frame, frame.indices_s, frame.lost_s, None)
 
-    def image(self, frame: AssembledFrame, s_hat_histogram: torch.Tensor | None = None) -> np.ndarray:
+    def image(self, frame: AssembledFrame, s_hat_histogram: torch.Tensor | None = None) -> Concealed:
         return self._fill("image", frame, frame.indices_x, frame.lost_x, s_hat_histogram)
 
 
@@ -224,7 +251,8 @@ class Selection:
 
 
 def select_concealer(method: str, path: str | os.PathLike[str] | None, codec_model_id: int, *,
-                     device: str | torch.device = "cpu", passes: int = 3, threshold: float = 0.0) -> Selection:
+                     device: str | torch.device = "cpu", passes: int = 3, threshold: float = 0.0,
+                     mode: str = "soft") -> Selection:
     """The concealer for `method` (auto | none | bidirectional | autoregressive) and an optional file.
 
     auto: the shipped bidirectional concealer if it was trained for these codec weights, else the
@@ -237,7 +265,7 @@ def select_concealer(method: str, path: str | os.PathLike[str] | None, codec_mod
     kind = "bidirectional" if method == "auto" else method
     p = Path(path) if path else shipped_concealer(kind)
     try:
-        c = TransformerConcealer.load(p, device=device, passes=passes, threshold=threshold)
+        c = TransformerConcealer.load(p, device=device, passes=passes, threshold=threshold, mode=mode)
     except ConcealerError as exc:
         return Selection(NoModelConcealer(), method, str(exc))
     if path and c.kind != kind and method != "auto":
@@ -249,6 +277,6 @@ def select_concealer(method: str, path: str | os.PathLike[str] | None, codec_mod
     return Selection(c, method, details={"file": str(p), "kind": c.kind})
 
 
-__all__ = ["ConcealStats", "Concealer", "ConcealerError", "METHODS", "NoModelConcealer", "Selection", "STREAMS",
+__all__ = ["Concealed", "MODES", "ConcealStats", "Concealer", "ConcealerError", "METHODS", "NoModelConcealer", "Selection", "STREAMS",
            "TransformerConcealer", "conceal_as_masked", "model_input", "save_concealer", "select_concealer",
            "shipped_concealer"]

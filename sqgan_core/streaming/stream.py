@@ -171,11 +171,13 @@ class StreamDecoder:
             return torch.from_numpy(np.ascontiguousarray(a)).to(dev)[None]
 
         with torch.inference_mode():
-            s_idx = self.codec.decode_semantic(tensor(self.concealer.semantic(frame)), grid, h.log2_js)
+            cs = self.concealer.semantic(frame)
+            s_idx = self.codec.decode_semantic(tensor(cs.indices), grid, h.log2_js, self.codec.soft_codes("semantic", cs))
             hist = None
             if frame.lost_x.any() and self.concealer.needs_s_hat:
                 hist = s_hat_token_histogram(s_idx, DOWNSAMPLE)[0]
-            x_hat = self.codec.decode_image(tensor(self.concealer.image(frame, hist)), grid, s_idx, h.log2_jx)
+            cx = self.concealer.image(frame, hist)
+            x_hat = self.codec.decode_image(tensor(cx.indices), grid, s_idx, h.log2_jx, self.codec.soft_codes("image", cx))
         out = self.codec.to_frame(x_hat, s_idx, h)
         size = (frame.info.orig_height, frame.info.orig_width)
         image, labels = resize_rgb(out.image, size), resize_labels(out.labels, size)

@@ -42,17 +42,24 @@ def test_transformer_predicts_lost_tokens_only(small_codec, tmp_path, kind):
     frame = _lossy_frame(small_codec)
     path = tmp_path / "c.pt"
     save_concealer(path, _tiny(kind), small_codec.model_id, {"steps": 1})
-    c = TransformerConcealer.load(path)
+    hist = torch.full((frame.indices_x.size, 20), 0.05)
+    c = TransformerConcealer.load(path, mode="hard")
     assert c.kind == kind and c.metadata["steps"] == 1
-    s = c.semantic(frame)
-    x = c.image(frame, torch.full((frame.indices_x.size, 20), 0.05))
-    for out, idx, lost in ((x, frame.indices_x, frame.lost_x), (s, frame.indices_s, frame.lost_s)):
+    s, x = c.semantic(frame), c.image(frame, hist)
+    for out, idx, lost in ((x.indices, frame.indices_x, frame.lost_x), (s.indices, frame.indices_s, frame.lost_s)):
         assert np.array_equal(out[~lost], idx[~lost])  # received and SAMM-masked positions untouched
         assert (out[lost] >= 0).all() and (out[lost] < 1024).all()  # every lost one predicted
     assert c.stats.tokens_predicted == frame.tokens_lost and c.stats.tokens_left_masked == 0
-    strict = TransformerConcealer.load(path, threshold=1.0)  # nothing is that sure: all left to the ADM
-    assert (strict.semantic(frame)[frame.lost_s] == MASKED).all()
+    strict = TransformerConcealer.load(path, mode="hard", threshold=1.0)  # nothing is that sure: all to the ADM
+    assert (strict.semantic(frame).indices[frame.lost_s] == MASKED).all()
     assert strict.stats.tokens_left_masked == int(frame.lost_s.sum())
+    soft = TransformerConcealer.load(path)  # default: expected code vectors the ADM reads as received
+    s = soft.semantic(frame)
+    assert np.array_equal(s.indices, frame.indices_s)  # indices stay as received
+    assert np.array_equal(s.positions, np.flatnonzero(frame.lost_s)) and s.as_kept
+    assert torch.allclose(s.probs.sum(-1), torch.ones(len(s.positions)), atol=1e-4)
+    codes = small_codec.soft_codes("semantic", s)
+    assert codes.vectors.shape == (len(s.positions), small_codec.model.sem_mq.vq.embedding.shape[1])
 
 
 def test_decoder_runs_the_concealer_between_the_streams(small_codec, tmp_path):
@@ -64,6 +71,9 @@ def test_decoder_runs_the_concealer_between_the_streams(small_codec, tmp_path):
     out = StreamDecoder(small_codec, sel.concealer).decode(frame)
     base = StreamDecoder(small_codec).decode(frame)
     assert out.image.shape == base.image.shape == (64, 128, 3)
+    assert not np.array_equal(out.image, base.image)  # the expected code vectors changed what the ADM filled
+    hard = select_concealer("bidirectional", path, small_codec.model_id, mode="hard").concealer
+    assert StreamDecoder(small_codec, hard).decode(frame).image.shape == (64, 128, 3)
     assert out.extras["concealment"] == "bidirectional" and base.extras["concealment"] == "none"
     assert sel.concealer.stats.frames == 1 and sel.concealer.stats.tokens_lost == frame.tokens_lost
 
