@@ -78,6 +78,7 @@ setup(
             "segmenter = sqgan_core.cli.bench_segmenter:register",
             "train = sqgan_core.cli.bench_training:register",
             "ratecontrol = sqgan_core.cli.bench_rate:register",
+            "concealer = sqgan_core.cli.bench_concealer:register",
             "sim = sim.bench:register",
             "pipeline = ros2_ws.bench:register",
             "stream = ros2_ws.bench_stream:register",

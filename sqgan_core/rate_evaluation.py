@@ -36,7 +36,10 @@ class FrameOracle:
             self.order_s = torch.sort(model.sem_mq.samm.scores(z_s, seg)[0], descending=True, stable=True).indices.cpu().numpy()
         self.grid = tokens.grid
         self.idx_x, self.idx_s = tokens.indices_x[0].cpu().numpy(), tokens.indices_s[0].cpu().numpy()
-        self._s_hat: dict[tuple[float, int], tuple[torch.Tensor, np.ndarray]] = {}
+        # Memory stays small over a 500-frame drive: per (m_s, J_s) only the confusion matrix is kept (3 kB);
+        # the decoded s_hat itself only for the last key asked for (the image decode of the same setting).
+        self._last_s_hat: tuple[tuple[float, int], tuple[torch.Tensor, np.ndarray]] | None = None
+        self._confusion: dict[tuple[float, int], np.ndarray] = {}
         self._bits: dict[Setting, int] = {}
 
     def _indices(self, stream: str, m: float, j: int) -> np.ndarray:
@@ -64,16 +67,19 @@ class FrameOracle:
 
     def s_hat(self, m_s: float, j_s: int) -> tuple[torch.Tensor, np.ndarray]:
         key = (m_s, j_s)
-        if key not in self._s_hat:
+        if self._last_s_hat is None or self._last_s_hat[0] != key:
             t = torch.from_numpy(self._indices("semantic", m_s, j_s)).to(self.codec.device)[None]
             with torch.inference_mode():
                 s_idx = self.codec.decode_semantic(t, self.grid, j_s.bit_length() - 1)
             h, w = self.labels.shape
-            self._s_hat[key] = (s_idx, from_channel_index(s_idx[0].cpu().numpy())[:h, :w])
-        return self._s_hat[key]
+            self._last_s_hat = (key, (s_idx, from_channel_index(s_idx[0].cpu().numpy())[:h, :w]))
+        return self._last_s_hat[1]
 
     def confusion(self, s: Setting) -> np.ndarray:
-        return confusion(self.s_hat(s.m_s, s.j_s)[1], self.labels)
+        key = (s.m_s, s.j_s)
+        if key not in self._confusion:
+            self._confusion[key] = confusion(self.s_hat(s.m_s, s.j_s)[1], self.labels)
+        return self._confusion[key]
 
     def psnr(self, s: Setting) -> float:
         s_idx, _ = self.s_hat(s.m_s, s.j_s)

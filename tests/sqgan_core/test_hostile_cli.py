@@ -206,6 +206,8 @@ CASES: list[tuple[list[str], list[str]]] = [
     # bench
     (["bench", "codec", "--mx", "2"], ["--mx"]),
     (["bench", "ratecontrol", "--untrained", "--sizes", "100"], ["--sizes"]),
+    (["bench", "concealer", "--untrained", "--loss", "lots"], ["--loss"]),
+    (["bench", "concealer", "--untrained", "--concealment", "none"], ["--concealment"]),
     (["bench", "ratecontrol", "--untrained", "--table", "{d}/junk.pt"], ["junk.pt"]),
     (["bench", "ratecontrol", "--untrained", "--budget", "0"], ["--budget"]),
     (["bench", "codec", "--height", "7", "--untrained"], ["--height"]),
