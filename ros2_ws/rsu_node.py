@@ -134,6 +134,8 @@ class RsuDecoder(Node):
         self.concealer = sel.concealer
         self.decoder = StreamDecoder(codec, self.concealer)
         warm_up(codec)
+        if hasattr(self.concealer, "warm_up"):
+            self.concealer.warm_up()
         self.assembler = FrameAssembler(codec.priors_x, codec.priors_s, codec.model_id,
                                         max_tokens=min(p["max_tokens"], codec.max_tokens),
                                         max_packet_bytes=p["max_packet_bytes"],

@@ -175,6 +175,16 @@ class TransformerConcealer:
         return cls(models, kind, int(blob.get("codec_model_id", -1)), device=device,
                    metadata=dict(blob.get("metadata") or {}), source=str(path), **kwargs)
 
+    def warm_up(self) -> None:
+        """One small concealment per stream, so the first lossy frame does not pay for lazy start-up
+        (kernel selection, allocator) on top of its own work."""
+        for m in self.models.values():
+            ids = torch.zeros(32, dtype=torch.long, device=self.device)
+            ids[::2] = m.lost_id
+            cond = torch.full((32, m.cfg.condition_channels), 0.05, device=self.device) if m.cfg.condition_channels else None
+            with torch.inference_mode():
+                m.fill(ids, (4, 8), cond, passes=1)
+
     def save(self, path: str | os.PathLike[str]) -> None:
         save_concealer(path, self.models, self.codec_model_id, self.metadata)
 
