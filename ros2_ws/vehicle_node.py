@@ -222,14 +222,15 @@ class VehicleEncoder(Node):
         if self.controller is not None:
             if self.feedback is not None:
                 for report in self.feedback.poll(0):
-                    self.controller.feedback(float(report.get("loss_share", float("nan"))))
+                    self.controller.feedback(float(report.get("loss_share", float("nan"))),
+                                             float(report.get("delivered_kbps", float("nan"))), time.monotonic())
             row = self.controller.choose()
             s = row.setting
             self.encoder.set_rates(s.m_x, s.m_s, (s.j_x, s.j_s))
         out = self.encoder.encode(rgb, labels, stamp, img_msg.header.frame_id[:63], want_frame=self.pub_compressed is not None)
         sent = self.sender.send(out.packets)
         if row is not None:
-            self.controller.observe(row, 8 * out.bytes_total)
+            self.controller.observe(row, 8 * out.bytes_total, time.monotonic())
         if not self.counts["frames_encoded"]:
             self.get_logger().info(f"first frame: {len(out.packets)} packets, {sent} sent, encode {out.encode_ms:.0f} ms")
         with self.lock:
@@ -276,6 +277,7 @@ class VehicleEncoder(Node):
             c = self.controller
             s.update({"rate_budget_kbps": c.budget_kbps, "rate_effective_kbps": c.effective_kbps,
                       "rate_debt_bits": round(c.debt_bits), "rate_scale": round(c.scale, 3),
+                      "rate_congested_reports": c.congested_reports,
                       "codebook": f"{self.encoder.codebook}"})
         if self.feedback is not None:
             s.update(self.feedback.stats)

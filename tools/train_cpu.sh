@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Improve the shipped weights on the CPU within MINUTES, in the background if you like.
 #
-#   tools/train_cpu.sh MINUTES [RUNS]   (env: FIRST_SEED, N_SEEDS, FRAMES, STRIDE, SQGAN)
+#   tools/train_cpu.sh MINUTES [RUNS]   (env: FIRST_SEED, N_SEEDS, FRAMES, STRIDE, SQGAN, LANE_B,
+#                                         CONCEALER_DATA, CONCEALER_FRAMES)
 #
 # 1. Renders N_SEEDS simulator seeds no earlier run used (the next after the highest seed in the
 #    shipped checkpoint's metadata and in runs/seeds_used.txt) plus the validation seeds, two at a time.
 # 2. Two lanes, one thread each, for the rest of the budget, both warm-started from the shipped files:
 #    lane A `sqgan train joint` (G_s and G_x together, configs/train/small_cpu_joint.yaml),
-#    lane B `sqgan train segmenter` (Fast-SCNN, class-weighted CE).
+#    lane B (LANE_B) `segmenter`: `sqgan train segmenter` (Fast-SCNN, class-weighted CE), the default;
+#    or `concealer`: `sqgan train concealer` (the RSU's bidirectional concealer for the shipped codec,
+#    on CONCEALER_FRAMES frames of CONCEALER_DATA plus the new seeds, token maps cached in
+#    runs/token_maps), written to RUNS/concealer/concealer_bidirectional.pt; or `none`.
 #    Each decays its learning rate to the deadline and keeps its best by validation:
 #    RUNS/joint/best.pt (with index priors) and RUNS/segmenter_fastscnn.pt, written atomically, so
 #    killing the script at any moment leaves usable files.
@@ -41,13 +45,25 @@ log "training for $lane_min min per lane in $RUNS"
 "$SQGAN" train joint --data "$DATA" --out "$RUNS/joint" --init shipped --device cpu --threads 1 \
   --train-config configs/train/small_cpu_joint.yaml --max-minutes "$lane_min" > "$RUNS/joint.log" 2>&1 &
 a=$!
+LANE_B=${LANE_B:-segmenter}
+case "$LANE_B" in
+segmenter)
 OMP_NUM_THREADS=1 "$SQGAN" train segmenter --data "$DATA" --work-dir "$RUNS/segmenter" --init shipped \
   --output "$RUNS/segmenter_fastscnn.pt" --iters 100000 --batch-size 8 --crop 128 256 --lr 0.02 \
   --val-interval 250 --max-minutes "$lane_min" > "$RUNS/segmenter.log" 2>&1 &
-b=$!
+b=$! ;;
+concealer)
+# shellcheck disable=SC2086  # CONCEALER_DATA is a list of folders
+OMP_NUM_THREADS=1 "$SQGAN" train concealer --data ${CONCEALER_DATA:-} "$DATA" --val-data "$DATA" \
+  --frames "${CONCEALER_FRAMES:-1200}" --model shipped --init shipped --kind bidirectional --out "$RUNS/concealer" \
+  --cache runs/token_maps --device cpu --threads 1 --max-minutes "$lane_min" > "$RUNS/concealer.log" 2>&1 &
+b=$! ;;
+none) b= ;;
+*) echo "LANE_B=$LANE_B: segmenter, concealer or none" >&2; kill $a; exit 2 ;;
+esac
 sa=0; sb=0
 wait $a || sa=$?
-wait $b || sb=$?
+[ -z "$b" ] || wait $b || sb=$?
 log "joint: exit $sa, $(tail -1 "$RUNS/joint.log" | cut -c1-300)"
-log "segmenter: exit $sb, $(tail -1 "$RUNS/segmenter.log" | cut -c1-300)"
+[ -z "$b" ] || log "$LANE_B: exit $sb, $(tail -1 "$RUNS/$LANE_B.log" | cut -c1-300)"
 [ $sa -eq 0 ] && [ $sb -eq 0 ]

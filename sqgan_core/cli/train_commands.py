@@ -82,7 +82,9 @@ def _register_concealer(stages: argparse._SubParsersAction) -> None:
     s.add_argument("--val-data", type=Path, help="validation root (default: the first --data)")
     s.add_argument("--val-split", default="val")
     s.add_argument("--frames", type=positive_int, help="use at most this many training frames (spread over the roots)")
-    s.add_argument("--out", type=Path, required=True, help="run folder (token-map cache, concealer, summary)")
+    s.add_argument("--out", type=Path, required=True, help="run folder (concealer, summary)")
+    s.add_argument("--cache", type=Path, help="token-map cache folder, shared by runs (default: --out); a cache file "
+                   "is named by the codec's model id and the frames' names, so other frames or weights never reuse it")
     s.add_argument("--kind", choices=("bidirectional", "autoregressive"), default="bidirectional")
     s.add_argument("--model", default="shipped", help="the codec the concealer serves: 'shipped' or a checkpoint")
     s.add_argument("--init", help="warm start: a concealer file, or 'shipped' (the shipped concealer of --kind)")
@@ -107,6 +109,8 @@ def _train_concealer(args: argparse.Namespace) -> int:
     import torch
 
     started = time.monotonic()
+    import hashlib
+
     from sqgan_core.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
     from sqgan_core.codec import Codec
     from sqgan_core.streaming.concealment import ConcealerError, TransformerConcealer, shipped_concealer
@@ -134,7 +138,9 @@ def _train_concealer(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     def maps(pairs, name: str) -> TokenMaps:
-        cache = args.out / f"tokens_{name}_{codec.model_id:04x}_{len(pairs)}.npz"
+        names = "\n".join([f"seed {args.seed}"] + [f"{p.image.parent.name}/{p.name}" for p in pairs])
+        key = hashlib.sha1(names.encode()).hexdigest()[:10]
+        cache = (args.cache or args.out) / f"tokens_{name}_{codec.model_id:04x}_{len(pairs)}_{key}.npz"
         if cache.is_file():
             m = TokenMaps.load(cache)
             if m.codec_model_id == codec.model_id and len(m) == len(pairs):

@@ -9,8 +9,9 @@ quality out of a bit budget (kbit/s at a frame rate).
   by how this drive's frames compare to the table's) fits the target. Moving between two neighbouring
   settings from frame to frame reaches the rate/quality points between them (time sharing), which no
   fixed setting can. Feedback from the RSU (loss share, delivered rate) lowers the budget while the
-  channel loses more than `loss_backoff` of the packets (multiplicative decrease) and brings it back
-  by `recover` per report otherwise.
+  channel loses more than `loss_backoff` of the packets (multiplicative decrease), or while less
+  arrives than was sent and not lost (a queue filling at a bottleneck: the budget drops to the
+  delivered rate, a little below it so that the queue drains), and brings it back by `recover` per report otherwise.
 """
 from __future__ import annotations
 
@@ -91,10 +92,15 @@ class RateController:
     horizon: float = 8.0  # frames over which an over- or under-spend is paid back
     loss_backoff: float = 0.10
     recover: float = 0.05
+    congestion: float = 0.95  # delivered / (sent and not lost) under which the link is taken to be queueing
+    drain: float = 0.85  # on congestion, send this share of the delivered rate, so that the queue drains
     scale: float = 1.0  # this drive's frame size / the table's, learned from what was sent
     debt_bits: float = 0.0
     effective_kbps: float = field(default=0.0)
     history: list[dict[str, Any]] = field(default_factory=list)
+    congested_reports: int = 0
+    _sent: list[tuple[float, float]] = field(default_factory=list, repr=False)  # (time s, bits) since the last report
+    _report_t: float | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not (self.budget_kbps > 0 and self.fps > 0):
@@ -113,8 +119,11 @@ class RateController:
         fits = [r for r in self._front if r.bits * self.scale <= target]
         return fits[-1] if fits else self._front[0]
 
-    def observe(self, row: TableRow, bits_sent: float) -> None:
-        """After a frame went out: pay its bits into the bucket, learn the size scale."""
+    def observe(self, row: TableRow, bits_sent: float, t: float | None = None) -> None:
+        """After a frame went out (at time `t`, seconds on any monotonic clock: needed to compare what was
+        sent with the delivered rate the RSU reports): pay its bits into the bucket, learn the size scale."""
+        if t is not None:
+            self._sent.append((t, bits_sent))
         self.debt_bits += bits_sent - self.frame_budget_bits
         # a lost-cause debt (a budget below the cheapest setting) must not grow without bound
         self.debt_bits = max(min(self.debt_bits, 4 * self.horizon * self.frame_budget_bits),
@@ -124,13 +133,31 @@ class RateController:
         self.history.append({"setting": row.setting.label, "bits": bits_sent, "debt": self.debt_bits,
                              "scale": self.scale, "kbps": self.effective_kbps})
 
-    def feedback(self, loss_share: float, delivered_kbps: float | None = None) -> None:
-        """A report from the RSU over the back channel."""
+    def sent_kbps(self, t: float) -> float | None:
+        """What went out between the previous report and `t` (None before a first report or frame)."""
+        if self._report_t is None or t <= self._report_t:
+            return None
+        return sum(b for ts, b in self._sent if self._report_t < ts <= t) / (t - self._report_t) / 1000.0
+
+    def feedback(self, loss_share: float, delivered_kbps: float | None = None, t: float | None = None) -> None:
+        """A report from the RSU over the back channel, received at time `t` (the clock of `observe`)."""
         if not math.isfinite(loss_share) or not 0.0 <= loss_share <= 1.0:
             return
-        if loss_share > self.loss_backoff:
+        sent = None if t is None else self.sent_kbps(t)
+        if t is not None:
+            self._report_t = t
+            self._sent = [(ts, b) for ts, b in self._sent if ts > t]
+        ratio = None  # delivered / what should have arrived
+        if sent and delivered_kbps is not None and math.isfinite(delivered_kbps) and delivered_kbps >= 0:
+            ratio = delivered_kbps / max(1e-9, sent * (1.0 - loss_share))
+        if ratio is not None and ratio < self.congestion:
+            # more went out than arrived or was lost: a bottleneck queue is growing; send less than it passes
+            # for a while, so that the queue (and the delay it adds) drains, then probe up again by `recover`
+            self.congested_reports += 1
+            self.effective_kbps = max(0.2 * self.budget_kbps, min(self.effective_kbps, self.drain * delivered_kbps))
+        elif loss_share > self.loss_backoff:
             self.effective_kbps = max(0.2 * self.budget_kbps, self.effective_kbps * (1.0 - loss_share / 2))
-        else:
+        elif ratio is None or ratio >= (1 + self.congestion) / 2:  # near the line: hold, neither probe nor back off
             self.effective_kbps = min(self.budget_kbps, self.effective_kbps + self.recover * self.budget_kbps)
 
 

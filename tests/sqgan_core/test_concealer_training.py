@@ -71,6 +71,21 @@ def test_train_concealer_command_and_warm_start(tiny, tmp_path, capsys):
     assert again["init"].endswith("concealer_bidirectional.pt")
 
 
+def test_token_maps_cache_is_shared_by_runs_and_keyed_by_the_frames(tiny, tmp_path, capsys):
+    root, model = tiny
+    base = ["train", "concealer", "--data", str(root), "--model", str(model), "--cache", str(tmp_path / "maps"),
+            "--steps", "1", "--val-every", "1", "--batch-size", "2", "--dim", "16", "--depth", "1", "--heads", "2"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    first = sorted((tmp_path / "maps").glob("tokens_train_*.npz"))
+    assert len(first) == 1 and not list((tmp_path / "a").glob("tokens_*"))
+    stamp = first[0].stat().st_mtime_ns
+    assert main(base + ["--out", str(tmp_path / "b")]) == 0  # another run, same frames: the cache is read
+    assert first[0].stat().st_mtime_ns == stamp
+    assert main(base + ["--out", str(tmp_path / "c"), "--frames", "2"]) == 0  # other frames: extracted anew
+    assert len(list((tmp_path / "maps").glob("tokens_train_*.npz"))) == 2
+    capsys.readouterr()
+
+
 def test_eval_loss_reports_every_method_on_the_same_frames(tiny, tmp_path, capsys):
     root, model = tiny
     codec = Codec.from_checkpoint(model)

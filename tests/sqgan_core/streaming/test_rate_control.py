@@ -49,6 +49,38 @@ def test_loss_reports_lower_the_budget_and_clean_ones_restore_it():
     assert ctl.effective_kbps == pytest.approx(25.0)
 
 
+def _bottleneck(ctl, link_kbps, seconds=30.0, fps=10.0, period=1.0):
+    """Frames at `fps` through a link that passes `link_kbps` (a queue, no loss); the RSU reports each
+    `period` what arrived. Returns the kbit/s sent in the last 10 s and the seconds of queue left."""
+    queue, arrived, t, sent = 0.0, 0.0, 0.0, []
+    next_report = period
+    while t < seconds:
+        row = ctl.choose()
+        ctl.observe(row, row.bits, t)
+        sent.append((t, row.bits))
+        queue += row.bits
+        t += 1.0 / fps
+        out = min(queue, 1000.0 * link_kbps / fps)
+        queue -= out
+        arrived += out
+        if t >= next_report:
+            ctl.feedback(0.0, arrived / period / 1000.0, t)
+            arrived, next_report = 0.0, next_report + period
+    return sum(b for ts, b in sent if ts >= seconds - 10) / 10 / 1000, queue / (1000.0 * link_kbps)
+
+
+def test_a_bottleneck_below_the_budget_brings_the_rate_down_to_what_it_passes():
+    ctl = RateController(_table(), budget_kbps=40.0, fps=10.0)
+    rate, queue_s = _bottleneck(ctl, link_kbps=25.0, seconds=60.0)
+    assert ctl.congested_reports >= 1
+    assert 0.75 * 25.0 <= rate <= 1.05 * 25.0  # without the delivered rate it would keep sending 40 ...
+    assert queue_s < 1.5  # ... and the queue (delay) would grow by 0.6 s every second
+    free = RateController(_table(), budget_kbps=40.0, fps=10.0)
+    rate, queue_s = _bottleneck(free, link_kbps=100.0)
+    assert rate == pytest.approx(40.0, rel=0.1)
+    assert free.congested_reports == 0
+
+
 def test_a_budget_below_the_cheapest_setting_sends_the_cheapest():
     ctl = RateController(_table(), budget_kbps=1.0, fps=10.0)
     sent, used = _drive(ctl, 50)
