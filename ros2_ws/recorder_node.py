@@ -237,6 +237,21 @@ class PipelineRecorder(Node):
             "stop_reason": reason,
             "link": link,
         }
+        def value(v: Any) -> Any:
+            try:
+                return num(float(v), 3)
+            except (TypeError, ValueError):
+                return v
+
+        rate = {name.split(":", 1)[1].strip(): {k: value(v.get(k)) for k in (
+                    "rate_budget_kbps", "sent_kbps", "rate_effective_kbps", "rate_congested_reports", "feedback_received",
+                    "feedback_malformed", "codebook", "m_x", "m_s")}
+                for name, v in sorted(self.diag.items()) if name.startswith("sqgan vehicle:") and "rate_budget_kbps" in v}
+        if rate:
+            summary["rate_control"] = rate
+            summary["notes"]["rate_control"] = ("per vehicle, from its last /diagnostics: the budget, the rate it sent "
+                                                "between its first and last frame, the budget it holds after the RSU's "
+                                                "feedback, and the setting of its last frame")
         if summary["untrained"]:
             summary["notes"]["untrained"] = "random weights: rates and timings are real, psnr/miou are of noise"
         (out / "summary.json").write_text(json.dumps(summary, indent=1))

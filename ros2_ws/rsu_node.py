@@ -145,6 +145,7 @@ class RsuDecoder(Node):
         self.receiver = Receiver(p["endpoint"], p["secret_key"], p["allow_dir"], log=self.get_logger().warning)
         self.feedback = FeedbackPublisher(p["feedback_endpoint"], self.receiver, p["secret_key"]) if p["feedback_endpoint"] else None
         self._fb_last: dict[int, tuple[int, int, int]] = {}  # vehicle -> (received, missing, bytes) at the last report
+        self._fb_time: float | None = None  # when the last reports went out (a busy node's timer fires late)
         self.lock = threading.Lock()  # guards assembler stats snapshots and self.out
         self.out: dict[int, _VehicleOut] = {}
         self.slots: LatestSlots[AssembledFrame] = LatestSlots(max_keys=p["max_vehicles"])
@@ -263,6 +264,9 @@ class RsuDecoder(Node):
     def _send_feedback(self, vehicles: dict[int, dict[str, Any]]) -> None:
         """Per vehicle, over the last period: the share of needed packets that never came, and the rate
         that did arrive (what its rate controller adapts to)."""
+        t = time.monotonic()
+        period = self.p["diagnostics_period"] if self._fb_time is None else max(1e-3, t - self._fb_time)
+        self._fb_time = t
         for vid, v in vehicles.items():
             now = (int(v.get("packets_received", 0)), int(v.get("packets_missing", 0)), int(v.get("bytes_received", 0)))
             last = self._fb_last.get(vid, (0, 0, 0))
@@ -271,7 +275,7 @@ class RsuDecoder(Node):
             if got + miss <= 0:
                 continue
             self.feedback.publish(int(vid), {"loss_share": miss / (got + miss),
-                                             "delivered_kbps": 8 * nbytes / 1000 / self.p["diagnostics_period"]})
+                                             "delivered_kbps": 8 * nbytes / 1000 / period})
 
     def _publish_diagnostics(self) -> None:
         s = self.stats()

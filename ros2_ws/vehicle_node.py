@@ -137,6 +137,7 @@ class VehicleEncoder(Node):
             self.feedback = FeedbackSubscriber(p["feedback_endpoint"], p["secret_key"], p["feedback_server_key"],
                                                p["vehicle_id"])
         self.counts: Counter[str] = Counter()
+        self.send_span: list[float] = []  # [first send time, last send time, bytes of the first frame]
         self.bpp = Rolling()
         self.encode_ms = Rolling()
         self.lock = threading.Lock()
@@ -238,6 +239,8 @@ class VehicleEncoder(Node):
             self.counts["packets_sent"] += sent
             self.counts["packets_dropped_link"] += len(out.packets) - sent
             self.counts["bytes_sent"] += out.bytes_total
+            now = time.monotonic()
+            self.send_span = [now, now, out.bytes_total] if not self.send_span else [self.send_span[0], now, self.send_span[2]]
             self.counts["pixels_sent"] += rgb.shape[0] * rgb.shape[1]
             if out.resized:
                 self.counts["frames_resized"] += 1
@@ -269,6 +272,10 @@ class VehicleEncoder(Node):
             s: dict[str, Any] = dict(self.counts)
             s.update(self.bpp.summary("bpp"))
             s.update(self.encode_ms.summary("encode_ms"))
+            if len(self.send_span) == 3 and self.send_span[1] > self.send_span[0]:
+                # the rate on the wire between the first and the last frame sent (the first frame's bytes left out)
+                t0, t1, first = self.send_span
+                s["sent_kbps"] = round(8 * (self.counts["bytes_sent"] - first) / 1000 / (t1 - t0), 3)
         s["frames_dropped_busy"] = self.slots.dropped_total()
         s["frames_unsynced"] = self.sync.dropped
         s["link_dropped_unavailable"] = self.sender.stats["dropped_unavailable"]

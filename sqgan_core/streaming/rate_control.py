@@ -86,21 +86,31 @@ class RateTable:
 
 @dataclass
 class RateController:
+    """Per-frame setting choice for a budget in kbit/s. Without times (`observe(..., t=None)`) every frame
+    is taken to come at `fps`; with times, the bucket drains at the budget over the time that really
+    passed, so a vehicle that encodes fewer frames than the camera gives (busy CPU) spends the budget on
+    the frames it does send, and the delivered rate the RSU reports can be set against what was sent."""
+
     table: RateTable
     budget_kbps: float
     fps: float
     horizon: float = 8.0  # frames over which an over- or under-spend is paid back
     loss_backoff: float = 0.10
     recover: float = 0.05
-    congestion: float = 0.95  # delivered / (sent and not lost) under which the link is taken to be queueing
+    congestion: float = 0.9  # delivered / (sent and not lost) under which the link is taken to be queueing
     drain: float = 0.85  # on congestion, send this share of the delivered rate, so that the queue drains
+    window: int = 8  # reports the congestion test sums over (a report covers one RSU diagnostics period)
+    probe: float = 0.02  # after congestion, the ceiling (the rate that passed) rises this much per clean report
+    ceiling_kbps: float = math.inf  # what the bottleneck passed when congestion was last seen
     scale: float = 1.0  # this drive's frame size / the table's, learned from what was sent
     debt_bits: float = 0.0
     effective_kbps: float = field(default=0.0)
     history: list[dict[str, Any]] = field(default_factory=list)
     congested_reports: int = 0
-    _sent: list[tuple[float, float]] = field(default_factory=list, repr=False)  # (time s, bits) since the last report
-    _report_t: float | None = field(default=None, repr=False)
+    interval: float = 0.0  # mean seconds between frames sent (0: not measured, 1 / fps is used)
+    _last_t: float | None = field(default=None, repr=False)
+    _sent_bits: float = field(default=0.0, repr=False)  # bits sent since the last report
+    _reports: list[tuple[float, float, float, float]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if not (self.budget_kbps > 0 and self.fps > 0):
@@ -111,8 +121,13 @@ class RateController:
         self._front = self.table.pareto()
 
     @property
+    def frame_rate(self) -> float:
+        """Frames per second actually sent (measured once times are given), else the nominal `fps`."""
+        return 1.0 / self.interval if self.interval > 0 else self.fps
+
+    @property
     def frame_budget_bits(self) -> float:
-        return 1000.0 * self.effective_kbps / self.fps
+        return 1000.0 * self.effective_kbps / self.frame_rate
 
     def choose(self) -> TableRow:
         target = self.frame_budget_bits - self.debt_bits / self.horizon
@@ -120,11 +135,17 @@ class RateController:
         return fits[-1] if fits else self._front[0]
 
     def observe(self, row: TableRow, bits_sent: float, t: float | None = None) -> None:
-        """After a frame went out (at time `t`, seconds on any monotonic clock: needed to compare what was
-        sent with the delivered rate the RSU reports): pay its bits into the bucket, learn the size scale."""
+        """After a frame went out (at time `t`, seconds on any monotonic clock): pay its bits into the
+        bucket, which drains at the budget over the time since the previous frame, and learn the size scale."""
+        drained = self.frame_budget_bits
         if t is not None:
-            self._sent.append((t, bits_sent))
-        self.debt_bits += bits_sent - self.frame_budget_bits
+            self._sent_bits += bits_sent
+            if self._last_t is not None and t > self._last_t:
+                dt = min(t - self._last_t, 2.0 / self.fps + 1.0)  # a pause (no camera) earns no credit
+                self.interval = dt if self.interval <= 0 else 0.8 * self.interval + 0.2 * dt
+                drained = 1000.0 * self.effective_kbps * dt
+            self._last_t = t
+        self.debt_bits += bits_sent - drained
         # a lost-cause debt (a budget below the cheapest setting) must not grow without bound
         self.debt_bits = max(min(self.debt_bits, 4 * self.horizon * self.frame_budget_bits),
                              -self.horizon * self.frame_budget_bits)
@@ -133,32 +154,51 @@ class RateController:
         self.history.append({"setting": row.setting.label, "bits": bits_sent, "debt": self.debt_bits,
                              "scale": self.scale, "kbps": self.effective_kbps})
 
-    def sent_kbps(self, t: float) -> float | None:
-        """What went out between the previous report and `t` (None before a first report or frame)."""
-        if self._report_t is None or t <= self._report_t:
+    def delivery_ratio(self) -> float | None:
+        """Over the last `window` reports: the rate that arrived / the rate sent that was not lost. None until
+        5 reports with times came in (over fewer, what is in flight weighs too much)."""
+        if len(self._reports) < 5:
             return None
-        return sum(b for ts, b in self._sent if self._report_t < ts <= t) / (t - self._report_t) / 1000.0
+        t0 = self._reports[0][0]
+        t1 = self._reports[-1][0]
+        if t1 <= t0:
+            return None
+        sent_kbps = sum(r[1] for r in self._reports[1:]) / 1000.0 / (t1 - t0)
+        delivered = sum(r[2] for r in self._reports[1:]) / (len(self._reports) - 1)
+        loss = sum(r[3] for r in self._reports[1:]) / (len(self._reports) - 1)
+        expected = sent_kbps * (1.0 - loss)
+        return delivered / expected if expected > 0 else None
 
     def feedback(self, loss_share: float, delivered_kbps: float | None = None, t: float | None = None) -> None:
         """A report from the RSU over the back channel, received at time `t` (the clock of `observe`)."""
         if not math.isfinite(loss_share) or not 0.0 <= loss_share <= 1.0:
             return
-        sent = None if t is None else self.sent_kbps(t)
-        if t is not None:
-            self._report_t = t
-            self._sent = [(ts, b) for ts, b in self._sent if ts > t]
-        ratio = None  # delivered / what should have arrived
-        if sent and delivered_kbps is not None and math.isfinite(delivered_kbps) and delivered_kbps >= 0:
-            ratio = delivered_kbps / max(1e-9, sent * (1.0 - loss_share))
+        ratio = None
+        if t is not None and delivered_kbps is not None and math.isfinite(delivered_kbps) and delivered_kbps >= 0:
+            self._reports.append((t, self._sent_bits, delivered_kbps, loss_share))
+            self._sent_bits = 0.0
+            del self._reports[:-self.window]
+            ratio = self.delivery_ratio()
         if ratio is not None and ratio < self.congestion:
-            # more went out than arrived or was lost: a bottleneck queue is growing; send less than it passes
-            # for a while, so that the queue (and the delay it adds) drains, then probe up again by `recover`
+            # less arrived than went out and was not lost: a bottleneck queue is growing. Send less than it
+            # passes for a while, so that the queue (and the delay it adds) drains, then probe up by `recover`.
             self.congested_reports += 1
-            self.effective_kbps = max(0.2 * self.budget_kbps, min(self.effective_kbps, self.drain * delivered_kbps))
+            delivered = sum(r[2] for r in self._reports[1:]) / (len(self._reports) - 1)
+            self.ceiling_kbps = max(0.2 * self.budget_kbps, delivered)
+            self.effective_kbps = max(0.2 * self.budget_kbps, min(self.effective_kbps, self.drain * delivered))
+            self.debt_bits = max(self.debt_bits, 0.0)  # no catching up on what was held back: that is the drain
+            self._reports = self._reports[-1:]  # judge the new rate on reports that follow it
         elif loss_share > self.loss_backoff:
             self.effective_kbps = max(0.2 * self.budget_kbps, self.effective_kbps * (1.0 - loss_share / 2))
-        elif ratio is None or ratio >= (1 + self.congestion) / 2:  # near the line: hold, neither probe nor back off
-            self.effective_kbps = min(self.budget_kbps, self.effective_kbps + self.recover * self.budget_kbps)
+        elif ((ratio is None and not math.isfinite(self.ceiling_kbps))  # after congestion, wait for a verdict
+              or (ratio is not None and ratio >= (1 + self.congestion) / 2)):  # near the line: hold
+            # back up by `recover`, but past the rate the bottleneck passed only slowly (probing for more)
+            if math.isfinite(self.ceiling_kbps):
+                self.ceiling_kbps *= 1.0 + self.probe
+                if self.ceiling_kbps >= self.budget_kbps:
+                    self.ceiling_kbps = math.inf
+            self.effective_kbps = min(self.budget_kbps, self.ceiling_kbps,
+                                      self.effective_kbps + self.recover * self.budget_kbps)
 
 
 def default_settings(sizes: Sequence[int]) -> list[Setting]:

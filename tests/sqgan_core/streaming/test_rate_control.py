@@ -49,35 +49,43 @@ def test_loss_reports_lower_the_budget_and_clean_ones_restore_it():
     assert ctl.effective_kbps == pytest.approx(25.0)
 
 
-def _bottleneck(ctl, link_kbps, seconds=30.0, fps=10.0, period=1.0):
-    """Frames at `fps` through a link that passes `link_kbps` (a queue, no loss); the RSU reports each
-    `period` what arrived. Returns the kbit/s sent in the last 10 s and the seconds of queue left."""
-    queue, arrived, t, sent = 0.0, 0.0, 0.0, []
-    next_report = period
+def _bottleneck(ctl, link_kbps, seconds=60.0, fps=10.0, queue_s=1.0, feedback=True):
+    """Frames at `fps` into a link that passes `link_kbps` through a tail-drop queue of `queue_s` seconds
+    (the LinkShaper's shape); the RSU reports each second the loss share and the rate that arrived.
+    Returns the kbit/s offered and the share of bits dropped, both over the last 20 s."""
+    cap = 1000.0 * link_kbps * queue_s
+    queue, arrived, dropped, t, log = 0.0, 0.0, 0.0, 0.0, []
+    next_report = 1.0
     while t < seconds:
         row = ctl.choose()
         ctl.observe(row, row.bits, t)
-        sent.append((t, row.bits))
-        queue += row.bits
+        lost = max(0.0, queue + row.bits - cap) if row.bits > 0 else 0.0
+        queue += row.bits - lost
+        dropped += lost
+        log.append((t, row.bits, lost))
         t += 1.0 / fps
         out = min(queue, 1000.0 * link_kbps / fps)
         queue -= out
         arrived += out
         if t >= next_report:
-            ctl.feedback(0.0, arrived / period / 1000.0, t)
-            arrived, next_report = 0.0, next_report + period
-    return sum(b for ts, b in sent if ts >= seconds - 10) / 10 / 1000, queue / (1000.0 * link_kbps)
+            if feedback:
+                ctl.feedback(dropped / max(1.0, arrived + dropped), arrived / 1000.0, t)
+            arrived, dropped, next_report = 0.0, 0.0, next_report + 1.0
+    tail = [(b, lost) for ts, b, lost in log if ts >= seconds - 20]
+    return sum(b for b, _ in tail) / 20 / 1000, sum(lost for _, lost in tail) / sum(b for b, _ in tail)
 
 
 def test_a_bottleneck_below_the_budget_brings_the_rate_down_to_what_it_passes():
+    blind = RateController(_table(), budget_kbps=40.0, fps=10.0)
+    rate, lost = _bottleneck(blind, link_kbps=25.0, feedback=False)
+    assert rate == pytest.approx(40.0, rel=0.1) and lost > 0.3  # without reports: a third of it dropped
     ctl = RateController(_table(), budget_kbps=40.0, fps=10.0)
-    rate, queue_s = _bottleneck(ctl, link_kbps=25.0, seconds=60.0)
+    rate, lost = _bottleneck(ctl, link_kbps=25.0)
     assert ctl.congested_reports >= 1
-    assert 0.75 * 25.0 <= rate <= 1.05 * 25.0  # without the delivered rate it would keep sending 40 ...
-    assert queue_s < 1.5  # ... and the queue (delay) would grow by 0.6 s every second
+    assert 0.7 * 25.0 <= rate <= 1.1 * 25.0 and lost < 0.05
     free = RateController(_table(), budget_kbps=40.0, fps=10.0)
-    rate, queue_s = _bottleneck(free, link_kbps=100.0)
-    assert rate == pytest.approx(40.0, rel=0.1)
+    rate, lost = _bottleneck(free, link_kbps=100.0)
+    assert rate == pytest.approx(40.0, rel=0.1) and lost == 0
     assert free.congested_reports == 0
 
 
@@ -110,3 +118,35 @@ def test_the_oracle_sends_exactly_what_the_stream_encoder_sends(small_codec):
         assert o.bits(s) == 8 * enc.bytes_total
         dec = small_codec.decode(small_codec.encode(img, lab, s.m_x, s.m_s).data)
         assert np.array_equal(o.s_hat(s.m_s, s.j_s)[1], dec.labels)
+
+
+def test_a_vehicle_slower_than_the_camera_spends_the_budget_on_the_frames_it_sends():
+    table = RateTable([TableRow(Setting(m, m, 1024, 1024), bits, m, 20) for m, bits in
+                       ((0.1, 1500), (0.2, 2500), (0.3, 5000), (0.5, 10000), (0.7, 15000))], 0x1234, 8, 256 * 512)
+    ctl = RateController(table, budget_kbps=25.0, fps=10.0)
+    t, sent = 0.0, []
+    for _ in range(200):  # the encoder keeps up with 2.5 of the camera's 10 frames a second
+        row = ctl.choose()
+        ctl.observe(row, row.bits, t)
+        sent.append(row.bits)
+        t += 0.4
+    assert ctl.frame_rate == pytest.approx(2.5)
+    assert sum(sent[100:]) / (100 * 0.4) / 1000 == pytest.approx(25.0, rel=0.1)  # not 25 / 4
+
+
+def test_report_jitter_on_a_clean_link_is_not_taken_for_congestion():
+    ctl = RateController(_table(), budget_kbps=25.0, fps=10.0)
+    rng = np.random.default_rng(1)
+    t, pending = 0.0, []  # (arrival time at the RSU, bits)
+    report_at = 1.0
+    for _ in range(600):
+        row = ctl.choose()
+        ctl.observe(row, row.bits, t)
+        pending.append((t + rng.uniform(0.0, 0.6), row.bits))  # up to 0.6 s of delay and jitter, nothing lost
+        t += 0.1 * rng.uniform(0.5, 1.5)
+        if t >= report_at:
+            got = sum(b for a, b in pending if a <= report_at)
+            pending = [(a, b) for a, b in pending if a > report_at]
+            ctl.feedback(0.0, got / 1000.0, t)  # read at the next frame after the report was sent
+            report_at += 1.0
+    assert ctl.congested_reports == 0 and ctl.effective_kbps == pytest.approx(25.0)

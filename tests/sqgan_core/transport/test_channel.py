@@ -11,7 +11,7 @@ from sqgan_core.transport.channel import (
     parse_profile,
 )
 
-PROFILES = ["clean", "urban_5pct", "bursty_15pct", "congested"]
+PROFILES = ["clean", "urban_5pct", "bursty_15pct", "congested", "narrowband"]
 
 
 @pytest.mark.parametrize("name", PROFILES)
