@@ -84,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "vector, read as received; soft_masked the same vector as the ADM's starting point; hard "
                         "the most probable index")
     g.add_argument("--threshold", type=float, default=0.0,
-                   help="hard mode: leave predictions below this probability to the ADM (default 0)")
+                   help="leave lost tokens whose best prediction is less probable than this to the ADM, in every "
+                        "mode (default 0: conceal them all)")
     add_model_options(p)
     p.set_defaults(func=_run)
 

@@ -120,8 +120,8 @@ def model_input(indices: np.ndarray, lost: np.ndarray, num_codes: int) -> np.nda
 
 
 class TransformerConcealer:
-    """Predicts lost indices with one transformer per stream. `threshold`: predictions less probable
-    than this are left MASKED for the ADM (0 commits every prediction)."""
+    """Predicts lost indices with one transformer per stream. `threshold`: lost tokens whose most probable
+    code is less probable than this are left MASKED for the ADM, in every mode (0 conceals them all)."""
 
     needs_s_hat = True
 
@@ -211,10 +211,14 @@ class TransformerConcealer:
         pred, conf = pred.cpu().numpy(), conf.cpu().numpy()
         n_lost = int(lost.sum())
         self.stats.tokens_lost += n_lost
-        if probs is not None:  # soft: every lost token gets its expected code vector
-            pos = np.flatnonzero(lost)
-            out = Concealed(indices, pos, torch.stack([probs[int(q)] for q in pos]), as_kept=self.mode == "soft")
-            self.stats.tokens_predicted += n_lost
+        if probs is not None:  # soft: each lost token gets its expected code vector (the confident ones, with a threshold)
+            pos = np.flatnonzero(lost & (conf >= self.threshold))
+            if pos.size:
+                out = Concealed(indices, pos, torch.stack([probs[int(q)] for q in pos]), as_kept=self.mode == "soft")
+            else:
+                out = Concealed(indices)
+            self.stats.tokens_predicted += int(pos.size)
+            self.stats.tokens_left_masked += int(n_lost - pos.size)
         else:
             take = lost & (conf >= self.threshold) & (pred < j)
             hard = indices.copy()

@@ -58,6 +58,10 @@ def test_transformer_predicts_lost_tokens_only(small_codec, tmp_path, kind):
     assert np.array_equal(s.indices, frame.indices_s)  # indices stay as received
     assert np.array_equal(s.positions, np.flatnonzero(frame.lost_s)) and s.as_kept
     assert torch.allclose(s.probs.sum(-1), torch.ones(len(s.positions)), atol=1e-4)
+    gated = TransformerConcealer.load(path, threshold=1.01)  # soft with a threshold: unsure tokens go to the ADM
+    g = gated.semantic(frame)
+    assert g.positions is None and np.array_equal(g.indices, frame.indices_s)
+    assert gated.stats.tokens_left_masked == int(frame.lost_s.sum()) and gated.stats.tokens_predicted == 0
     codes = small_codec.soft_codes("semantic", s)
     assert codes.vectors.shape == (len(s.positions), small_codec.model.sem_mq.vq.embedding.shape[1])
 
