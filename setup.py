@@ -31,6 +31,7 @@ setup(
         data("configs/nodes", "configs/nodes/*.yaml"),
         data("configs/dds", "configs/dds/*.xml"),
         data("configs/train", "configs/train/*.yaml"),
+        data("configs/safety", "configs/safety/*.yaml"),
     ],
     python_requires=">=3.10",
     install_requires=[
