@@ -19,7 +19,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     description="SQ-GAN semantic image streaming over lossy V2X links (ROS 2)",
-    package_data={"sqgan_core": ["weights/*.pt", "weights/README.md"]},
+    package_data={"sqgan_core": ["weights/*.pt", "weights/*.json", "weights/README.md"]},
     packages=find_packages(include=["sqgan_core", "sqgan_core.*", "sim", "sim.*", "ros2_ws", "ros2_ws.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

@@ -26,6 +26,8 @@ from sqgan_core.segmentation.segmenter import WEIGHTS
 from sim.scenario import load_scenario, scenario_names
 from ros2_ws.graph import GRAPHS, build, context, dds_environment
 from sqgan_core.transport.channel import known_profiles, load_profile
+from sqgan_core.streaming.concealment import shipped_concealer
+from sqgan_core.streaming.rate_control import SHIPPED_RATE_TABLE
 files = {
     "packages": [m.__file__ for m in (sqgan_core, sim, ros2_ws)],
     "config_dirs": [str(d) for d in config_dirs()],
@@ -33,8 +35,10 @@ files = {
     "links": [str(load_profile(n) and n) for n in known_profiles()],
     "executables": sorted({s.executable for g in GRAPHS for s in build(g)}),
     "dds": dds_environment(context()).get("FASTDDS_DEFAULT_PROFILES_FILE"),
-    "configs": [str(find_config("model", "small")), str(find_config("train", "small_cpu_joint"))],
-    "weights": [str(default_checkpoint()), str(WEIGHTS)],
+    "configs": [str(find_config("model", "small")), str(find_config("train", "small_cpu_joint")),
+                str(find_config("safety", "hazards"))],
+    "weights": [str(default_checkpoint()), str(WEIGHTS), str(SHIPPED_RATE_TABLE),
+                str(shipped_concealer("bidirectional")), str(shipped_concealer("autoregressive"))],
 }
 print(json.dumps(files))
 """
