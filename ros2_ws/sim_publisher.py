@@ -8,7 +8,11 @@ Topics (role = scenario `ego.role_name`, default "ego_vehicle", as the CARLA ROS
   /carla/<role>/<semantic_sensor>/train_ids    sensor_msgs/Image mono8, the exact trainIds (255 void)
   /carla/<role>/<semantic_sensor>/camera_info
   /clock                                       rosgraph_msgs/Clock (simulation time, 0.05 s ticks)
-frame_id is `<role>/<sensor>`. The same topics come from the embedded simulator or a CARLA
+  /tf_static                                   <role> -> <role>/<sensor>: the camera mounts (optical frames)
+  /tf                                          map -> <role>: the ego pose, every frame
+frame_id is `<role>/<sensor>`; /tf and /tf_static make it resolve, as the CARLA ROS bridge's do. They
+need tf2_msgs, which every ROS 2 install has and PyPI does not: without it the node says so in one log
+line and `tf_status`, and publishes the rest. The same topics come from the embedded simulator or a CARLA
 server: the `source` parameter (or the scenario's `source`) picks one, through sim.make_source.
 
 Run: `sim_publisher --ros-args -p scenario:=rainy_night -p source:=embedded`.
@@ -21,9 +25,10 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import TransformStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -32,6 +37,9 @@ from ros2_ws.image_conversions import convert, numpy_to_image
 from sim import SimFrame, make_source
 from sim.carla_tags import tags_to_palette
 from sim.scenario import ScenarioError, load_scenario
+from sim.tf_tree import FrameTransform, camera_mount_transforms, ego_transform
+
+TF_MISSING = "not published: tf2_msgs is not installed (it has no PyPI wheel; every ROS 2 install has it)"
 
 
 def stamp_of(seconds: float) -> Any:
@@ -56,6 +64,27 @@ def camera_info(frame: SimFrame, frame_id: str) -> CameraInfo:
     return msg
 
 
+def tf_message_type() -> type | None:
+    """tf2_msgs/TFMessage, or None where tf2_msgs cannot be imported (the pip-installed ROS 2 wheels
+    this project also runs on have no tf2_msgs; looked up per node so tests can supply one)."""
+    try:
+        from tf2_msgs.msg import TFMessage
+    except ImportError:
+        return None
+    return TFMessage
+
+
+def transform_stamped(t: FrameTransform, stamp: Any) -> TransformStamped:
+    """A FrameTransform as geometry_msgs/TransformStamped."""
+    msg = TransformStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = t.parent
+    msg.child_frame_id = t.child
+    tr, q = msg.transform.translation, msg.transform.rotation
+    tr.x, tr.y, tr.z = (float(v) for v in t.translation)
+    q.x, q.y, q.z, q.w = (float(v) for v in t.rotation)
+    return msg
+
 
 def semantic_palette(frame: SimFrame) -> np.ndarray:
     """The semantic camera image as the CARLA ROS bridge publishes it: CARLA's CityScapesPalette of
@@ -66,7 +95,7 @@ def semantic_palette(frame: SimFrame) -> np.ndarray:
     return colorize(frame.labels)
 
 class SimPublisher(Node):
-    """Steps a FrameSource on a timer and publishes RGB, semantic, camera_info and /clock."""
+    """Steps a FrameSource on a timer and publishes RGB, semantic, camera_info, /clock and /tf."""
 
     def __init__(self) -> None:
         super().__init__("sim_publisher")
@@ -128,6 +157,7 @@ class SimPublisher(Node):
         self.pub_train_ids = self.create_publisher(Image, f"{base['semantic_sensor']}/train_ids", qos)
         self.pub_info = {k: self.create_publisher(CameraInfo, f"{b}/camera_info", qos) for k, b in base.items()}
         self.pub_clock = self.create_publisher(Clock, "/clock", 10) if p["publish_clock"] else None
+        self._setup_tf(role)
         self.source = make_source(self.cfg)
         self.published = 0
         self.publish_errors = 0
@@ -137,6 +167,28 @@ class SimPublisher(Node):
         self._wait_subscribers()
         period = 1.0 / p["rate"] if p["rate"] > 0 else 0.0
         self.timer = self.create_timer(period, self._tick)
+
+    def _setup_tf(self, role: str) -> None:
+        """Publishers of /tf (the ego pose each frame) and /tf_static (the camera mounts, sent once and kept
+        for late subscribers), with tf2_ros' QoS; without tf2_msgs, one line and `tf_status` say why not."""
+        self.tf_message = tf_message_type()
+        self.pub_tf = self.pub_tf_static = None
+        if self.tf_message is None:
+            self.tf_status = TF_MISSING
+            self.get_logger().warning(f"/tf and /tf_static {TF_MISSING}; the frame_ids "
+                                      f"{', '.join(self.frame_ids.values())} do not resolve")
+            return
+        self.pub_tf = self.create_publisher(self.tf_message, "/tf", QoSProfile(depth=100))
+        self.pub_tf_static = self.create_publisher(
+            self.tf_message, "/tf_static",
+            QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        ego = self.cfg.ego
+        mounts = camera_mount_transforms(role, [self.params[k] for k in ("rgb_sensor", "semantic_sensor")],
+                                         ego.mount_x, ego.mount_z, ego.pitch)
+        self._publish(self.pub_tf_static, self.tf_message(transforms=[transform_stamped(t, stamp_of(0.0))
+                                                                      for t in mounts]))
+        self.tf_status = "published"
 
     def _wait_subscribers(self) -> None:
         need = int(self.params["wait_for_subscribers"])
@@ -162,6 +214,9 @@ class SimPublisher(Node):
         stamp = stamp_of(frame.stamp)
         if self.pub_clock is not None:
             self._publish(self.pub_clock, Clock(clock=stamp))
+        if self.pub_tf is not None:  # before the images, so a listener can already resolve their frame
+            self._publish(self.pub_tf, self.tf_message(
+                transforms=[transform_stamped(ego_transform(frame, self.cfg.ego.role_name), stamp)]))
         for key, image in (("rgb_sensor", frame.rgb), ("semantic_sensor", semantic_palette(frame))):
             msg = numpy_to_image(convert(image, "bgra8"), "bgra8")
             msg.header.stamp = stamp
@@ -187,14 +242,14 @@ class SimPublisher(Node):
         self.done = True
         self.timer.cancel()
         pubs = list(self.pub_img.values()) + list(self.pub_info.values())
-        if self.pub_clock is not None:
-            pubs.append(self.pub_clock)
+        pubs += [pub for pub in (self.pub_clock, self.pub_tf, self.pub_tf_static) if pub is not None]
         for pub in pubs:
             try:
                 pub.wait_for_all_acked(rclpy.duration.Duration(seconds=5.0))
             except Exception:  # noqa: BLE001 - best-effort publishers have nothing to wait for
                 pass
-        self.get_logger().info(f"published {self.published} frames ({self.publish_errors} publish errors)")
+        self.get_logger().info(f"published {self.published} frames ({self.publish_errors} publish errors; "
+                               f"/tf {self.tf_status})")
 
     def destroy_node(self) -> None:
         src = getattr(self, "source", None)  # absent when __init__ failed

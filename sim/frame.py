@@ -57,7 +57,12 @@ class CameraIntrinsics:
 
 @dataclass(frozen=True)
 class Pose:
-    """Ego pose in the source's world frame: metres and degrees (CARLA's Transform units)."""
+    """Ego pose in the source's world frame: metres and degrees (CARLA's Transform units).
+
+    That frame is CARLA's left-handed one (yaw clockwise seen from above) for the CARLA bridge and a
+    right-handed one (x east, y north, z up, yaw counter-clockwise) for the embedded simulator;
+    sim.tf_tree converts either to ROS axes for /tf.
+    """
 
     x: float = 0.0
     y: float = 0.0

@@ -18,7 +18,7 @@ ROSDEP = {
     "zmq": "python3-zmq", "cv2": "python3-opencv", "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib",
 }
 ROS_PACKAGES = {"rclpy", "rcl_interfaces", "builtin_interfaces", "sensor_msgs", "std_msgs", "diagnostic_msgs",
-                "rosgraph_msgs", "ament_index_python", "launch", "launch_ros"}
+                "rosgraph_msgs", "geometry_msgs", "tf2_msgs", "ament_index_python", "launch", "launch_ros"}
 # No rosdep key: installed with pip (README "On a ROS 2 install"); optional ones only where their feature is used.
 PIP_ONLY = {"constriction": "constriction", "moderngl": "moderngl", "mmseg": "mmsegmentation",
             "mmengine": "mmengine", "mmcv": "mmcv-lite", "lpips": "lpips", "carla": "carla", "rosbags": "rosbags"}

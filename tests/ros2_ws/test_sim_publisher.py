@@ -1,11 +1,15 @@
 """ROS topic test: the publisher runs in another process, a real rclpy subscriber here checks
-topics, encodings, frame ids, camera_info and /clock (CARLA ROS bridge conventions)."""
+topics, encodings, frame ids, camera_info and /clock (CARLA ROS bridge conventions); /tf and
+/tf_static are checked in-process with a stand-in tf2_msgs (it has no PyPI wheel)."""
 from __future__ import annotations
 
+import importlib.util
+import math
 import os
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -90,6 +94,109 @@ def test_topics_from_embedded_simulator(tmp_path, ros_env):
     info = got["info"][-1]
     assert info.k[0] == pytest.approx(64.0) and info.k[2] == pytest.approx(64.0) and info.k[5] == pytest.approx(32.0)
     assert info.header.frame_id == "hero/rgb_front" and (info.width, info.height) == (128, 64)
+    if importlib.util.find_spec("tf2_msgs") is None:  # the pip ROS 2 wheels: no /tf, said once and clearly
+        log = out.decode(errors="replace")
+        assert log.count("/tf and /tf_static not published: tf2_msgs is not installed") == 1, log
+
+
+def _standin_tf2_msgs() -> tuple[types.ModuleType, types.ModuleType]:
+    """A STAND-IN for the `tf2_msgs` package -- NOT tf2_msgs, which has no PyPI wheel. Its TFMessage
+    holds real geometry_msgs/TransformStamped messages in `transforms`, the one field the real one has."""
+    pkg, msg = types.ModuleType("tf2_msgs"), types.ModuleType("tf2_msgs.msg")
+
+    class TFMessage:
+        def __init__(self, transforms=()) -> None:
+            self.transforms = list(transforms)
+
+    msg.TFMessage, pkg.msg = TFMessage, msg
+    return pkg, msg
+
+
+class _RecordingPublisher:
+    """Takes the stand-in TFMessages, which rclpy cannot send (no type support), and keeps them."""
+
+    def __init__(self, topic, qos) -> None:
+        self.topic, self.qos, self.msgs = topic, qos, []
+
+    def publish(self, msg) -> None:
+        self.msgs.append(msg)
+
+    def wait_for_all_acked(self, timeout) -> bool:
+        return True
+
+
+def test_tf_tree_for_the_camera_frames(tmp_path, ros_env, monkeypatch):
+    """With tf2_msgs importable (here a stand-in), the node sends the camera mounts once on /tf_static
+    (transient local) and map -> <role> on /tf every frame, so the images' frame_ids resolve."""
+    from geometry_msgs.msg import TransformStamped
+    from rclpy.qos import DurabilityPolicy
+
+    from ros2_ws.sim_publisher import SimPublisher
+
+    pkg, msg = _standin_tf2_msgs()
+    monkeypatch.setitem(sys.modules, "tf2_msgs", pkg)
+    monkeypatch.setitem(sys.modules, "tf2_msgs.msg", msg)
+    recorded: dict[str, _RecordingPublisher] = {}
+    real_create = SimPublisher.create_publisher
+
+    def create_publisher(self, msg_type, topic, qos, **kw):
+        if msg_type is msg.TFMessage:
+            recorded[topic] = _RecordingPublisher(topic, qos)
+            return recorded[topic]
+        return real_create(self, msg_type, topic, qos, **kw)
+
+    monkeypatch.setattr(SimPublisher, "create_publisher", create_publisher)
+    scen = tmp_path / "rostest.yaml"
+    scen.write_text(SCENARIO)
+    rclpy.init(args=["--ros-args", "-p", f"scenario:={scen}", "-p", "role_name:=hero"])
+    node = SimPublisher()
+    try:
+        assert node.tf_status == "published" and set(recorded) == {"/tf", "/tf_static"}
+        static = recorded["/tf_static"]
+        assert static.qos.durability == DurabilityPolicy.TRANSIENT_LOCAL and static.qos.depth == 1
+        assert len(static.msgs) == 1  # sent once, kept for late subscribers
+        mounts = {t.child_frame_id: t for t in static.msgs[0].transforms}
+        assert set(mounts) == {"hero/rgb_front", "hero/semantic_segmentation_front"} == set(node.frame_ids.values())
+        for t in mounts.values():
+            assert isinstance(t, TransformStamped) and t.header.frame_id == "hero"
+            tr, q = t.transform.translation, t.transform.rotation
+            assert (tr.x, tr.y, tr.z) == pytest.approx((1.0, 0.0, 1.6))  # default ego.mount_x, ego.mount_z
+            assert (q.x, q.y, q.z, q.w) == pytest.approx((-0.5, 0.5, -0.5, 0.5))  # optical frame, pitch 0
+        frames = [node.source.step() for _ in range(2)]
+        for f in frames:
+            node.publish_frame(f)
+        sent = recorded["/tf"].msgs
+        assert len(sent) == 2 and all(len(m.transforms) == 1 for m in sent)
+        for f, m in zip(frames, sent):
+            t = m.transforms[0]
+            assert (t.header.frame_id, t.child_frame_id) == ("map", "hero")
+            assert t.header.stamp.sec + t.header.stamp.nanosec * 1e-9 == pytest.approx(f.stamp)
+            assert (t.transform.translation.x, t.transform.translation.y) == pytest.approx((f.ego_pose.x, f.ego_pose.y))
+            yaw = math.radians(f.ego_pose.yaw)  # embedded: right-handed already, yaw as is
+            q = t.transform.rotation
+            assert (q.x, q.y, q.z, q.w) == pytest.approx((0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)))
+        assert len(static.msgs) == 1
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+
+
+def test_without_tf2_msgs_the_node_says_so_and_publishes_the_rest(tmp_path, ros_env, monkeypatch):
+    from ros2_ws.sim_publisher import TF_MISSING, SimPublisher
+
+    monkeypatch.setitem(sys.modules, "tf2_msgs", None)  # what a pip-only install looks like
+    scen = tmp_path / "rostest.yaml"
+    scen.write_text(SCENARIO)
+    rclpy.init(args=["--ros-args", "-p", f"scenario:={scen}"])
+    node = SimPublisher()
+    try:
+        assert node.tf_status == TF_MISSING and "tf2_msgs is not installed" in TF_MISSING
+        assert node.pub_tf is None and node.pub_tf_static is None
+        node.publish_frame(node.source.step())
+        assert node.published == 1 and node.publish_errors == 0
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
 
 
 def test_bad_scenario_exits_with_clear_error(ros_env):

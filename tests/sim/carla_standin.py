@@ -8,9 +8,10 @@ tag in the red channel, `Image.convert(ColorConverter.CityScapesPalette)` replac
 palette colours, `Client.get_world()` raising RuntimeError after the client timeout when no
 server answers, images delivered on another thread after tick() returns, late, now and then after
 an older frame's. From 0.9.14 the tag numbers and names come from the real client's
-`carla.CityObjectLabel` when it is installed (`server_tags`), so a wrong table in sim.carla_tags
-fails the bridge tests; the palette colours come from sim.carla_tags (the client library holds them
-but they cannot be read without a server). What this stand-in verifies is the bridge's plumbing and
+`carla.CityObjectLabel` and the CityScapesPalette colours from the palette compiled into the real
+client library (`real_client_palette`) when the client is installed (`server_tags`), so a wrong tag
+or colour in sim.carla_tags fails the tests; without the client, both fall back to sim.carla_tags
+and `_state["palette_source"]` says so. What this stand-in verifies is the bridge's plumbing and
 version handling, not CARLA's renderer.
 
 Use `make(version="0.9.16", reachable=True)` to get a fresh module object.
@@ -19,11 +20,14 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import math
+import mmap
 import random
 import threading
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 
@@ -32,24 +36,76 @@ from sim.carla_tags import TAG_SETS, tag_set_for_version
 IS_STANDIN = True
 
 
-def server_tags(version: str) -> list[tuple[int, str, tuple[int, int, int], None]]:
-    """(tag, name, palette colour, None) of every tag a server of `version` renders. From 0.9.14 the
-    numbers and names come from the real client's `carla.CityObjectLabel` when it is installed, not
-    from sim.carla_tags (the table under test); the colours, compiled into the client library and not
-    readable without a server, still come from there. Before 0.9.14 (renumbered since), from
-    sim.carla_tags' legacy table."""
+# Where CARLA's CityScapesPalette starts in the client library: Unlabeled's black, then Roads' purple
+# (128, 64, 128), Cityscapes' road colour, written here by hand rather than taken from sim.carla_tags.
+PALETTE_ANCHOR = bytes((0, 0, 0, 128, 64, 128))
+
+
+class PaletteUnavailable(RuntimeError):
+    """The real client library's palette cannot be read (no client installed, or no single palette in it)."""
+
+
+def _real_client():
+    """The real carla client module, or None (not installed, or this stand-in in its place)."""
+    try:
+        import carla as real
+    except ImportError:
+        return None
+    if getattr(real, "IS_STANDIN", False) or not hasattr(real, "CityObjectLabel"):
+        return None
+    return real
+
+
+@functools.lru_cache(maxsize=None)
+def real_client_palette() -> tuple[tuple[int, int, int], ...]:
+    """CARLA's CityScapesPalette, indexed by tag, as compiled into the installed client library
+    (`libcarla*.so`: one byte triple per tag, contiguous), read without a server.
+
+    The run is found by PALETTE_ANCHOR and is as long as the real `carla.CityObjectLabel` has tags
+    (its `Any` = 255 aside); exactly one such run of distinct colours must exist, so a different
+    library layout raises PaletteUnavailable instead of returning bytes that merely look alike."""
+    real = _real_client()
+    if real is None:
+        raise PaletteUnavailable("the real carla client is not installed (pip install carla==0.9.16), so "
+                                 "CARLA's CityScapesPalette cannot be read from its library")
+    n = len([v for v in real.CityObjectLabel.values.values() if int(v) != 255])
+    libs = sorted(Path(real.__file__).parent.glob("libcarla*.so"))
+    if len(libs) != 1:
+        raise PaletteUnavailable(f"expected one libcarla*.so beside {real.__file__}, found {len(libs)}")
+    with open(libs[0], "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as lib:
+        runs, at = [], lib.find(PALETTE_ANCHOR)
+        while at >= 0:
+            raw = lib[at:at + 3 * n]
+            colours = tuple(tuple(raw[i:i + 3]) for i in range(0, len(raw), 3))
+            if len(raw) == 3 * n and len(set(colours)) == n:  # a palette gives every tag its own colour
+                runs.append((at, colours))
+            at = lib.find(PALETTE_ANCHOR, at + 1)
+    if len(runs) != 1:
+        raise PaletteUnavailable(f"expected one {n}-colour CityScapesPalette run in {libs[0].name}, found "
+                                 f"{len(runs)} (at {[a for a, _c in runs]})")
+    return runs[0][1]
+
+
+def server_tags(version: str) -> tuple[list[tuple[int, str, tuple[int, int, int], None]], str]:
+    """(tag, name, palette colour, None) of every tag a server of `version` renders, and where the
+    colours came from. From 0.9.14, when the real client is installed, the numbers and names are its
+    `carla.CityObjectLabel` and the colours its library's palette, not sim.carla_tags (the table under
+    test). Without the client, and before 0.9.14 (renumbered since, and the installed 0.9.16 library
+    holds only the newer palette), they come from sim.carla_tags."""
     set_name = tag_set_for_version(version)
-    colours = {t: col for t, _n, col, _c in TAG_SETS[set_name]}
-    if set_name == "cityscapes":
-        try:
-            import carla as real  # the real client, when installed
-        except ImportError:
-            real = None
-        if real is not None and not getattr(real, "IS_STANDIN", False) and hasattr(real, "CityObjectLabel"):
-            return [(int(v), n, colours.get(int(v), (0, 0, 0)), None)
-                    for n, v in sorted(real.CityObjectLabel.names.items(), key=lambda kv: int(kv[1]))
-                    if int(v) != 255]
-    return [(t, n, col, None) for t, n, col, _c in TAG_SETS[set_name]]
+    ours = [(t, n, col, None) for t, n, col, _c in TAG_SETS[set_name]]
+    if set_name != "cityscapes":
+        return ours, "sim.carla_tags (the legacy tag set: the installed client holds only the newer palette)"
+    real = _real_client()
+    if real is None:
+        return ours, "sim.carla_tags (the real carla client is not installed)"
+    try:
+        palette = real_client_palette()
+    except PaletteUnavailable as exc:
+        return ours, f"sim.carla_tags ({exc})"
+    tags = [(int(v), n, palette[int(v)], None)
+            for n, v in sorted(real.CityObjectLabel.names.items(), key=lambda kv: int(kv[1])) if int(v) != 255]
+    return tags, "the real carla client library (CityObjectLabel, CityScapesPalette)"
 
 
 def make(version: str = "0.9.16", reachable: bool = True, client_version: str | None = None,
@@ -93,7 +149,7 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
         Raw = 0
         CityScapesPalette = 1
 
-    tags = server_tags(version)
+    tags, state["palette_source"] = server_tags(version)
     state["tags"] = tags
 
     class Image:

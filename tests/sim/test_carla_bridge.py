@@ -77,6 +77,9 @@ def test_synchronous_mode_sensors_role_and_cleanup(carla_standin):
     assert ego.attributes["role_name"] == "ego_vehicle" and ego.autopilot
     cams = [a for a in world.actors if a.type_id.startswith("sensor.")]
     assert {c.type_id for c in cams} == {"sensor.camera.rgb", "sensor.camera.semantic_segmentation"}
+    # the CARLA-side sensor ids are the CARLA ROS bridge's, which name its topics (written out, not SENSOR_IDS)
+    assert {c.type_id: c.attributes["role_name"] for c in cams} == {
+        "sensor.camera.rgb": "rgb_front", "sensor.camera.semantic_segmentation": "semantic_segmentation_front"}
     for c in cams:
         assert (c.attributes["image_size_x"], c.attributes["image_size_y"], float(c.attributes["fov"])) == ("96", "48", 90.0)
         assert c.parent is ego
