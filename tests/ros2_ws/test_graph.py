@@ -197,3 +197,27 @@ def test_every_ros_node_gets_the_fast_discovery_profile(monkeypatch, tmp_path):
     with pytest.raises(GraphError, match="dds_profile"):
         dds_environment({"dds_profile": "dds/missing.xml"}, tmp_path)
     assert dds_environment({"dds_profile": ""}) == {}
+
+
+@pytest.mark.parametrize("graph", ["vehicle", "rsu", "pipeline", "replay"])
+def test_every_node_action_is_accepted_by_the_real_launch_ros(graph, two_vehicle_keys):
+    """The real launch_ros.actions.Node (vendored wheels, installed by .ci/run) takes every keyword
+    spec_to_action passes (an unknown one is a TypeError there), and its parameter normalisation keeps
+    each value's type (launch_ros refuses types ROS parameters cannot carry)."""
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed (SQGAN_ROS2_LAUNCH_WHEELS unset)")
+    from launch import LaunchContext
+    from launch_ros.utilities import evaluate_parameters, normalize_parameters
+
+    from ros2_ws.launch_support import spec_to_action
+
+    specs = build(graph, vehicles=2, sets={"keys_dir": two_vehicle_keys})
+    assert specs
+    for spec in specs:
+        action = spec_to_action(spec)
+        assert action.node_executable == spec.executable and action.node_package == "sqgan"
+        if spec.kind == "ros":
+            [evaluated] = evaluate_parameters(LaunchContext(), normalize_parameters([spec.parameters]))
+            for key, value in spec.parameters.items():
+                got = evaluated[key]
+                want = tuple(value) if isinstance(value, list) else value
+                assert got == want and type(got) is type(want), (spec.name, key, got, value)
