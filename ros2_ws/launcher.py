@@ -194,6 +194,15 @@ def sets_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return sets
 
 
+def claim_assignments(args: argparse.Namespace, extras: list[str]) -> list[str]:
+    """Take the `name:=value` words that came after an option (argparse leaves them over, since a
+    positional is filled only right after the graph name), so they work anywhere on the line as
+    with ros2 launch; later ones override earlier ones. Anything else stays unrecognized."""
+    mine = [e for e in extras if ":=" in e and not e.startswith("-")]
+    args.assignments = list(getattr(args, "assignments", None) or []) + mine
+    return [e for e in extras if e not in mine]
+
+
 def check_keys(keys_dir: str | os.PathLike[str], vehicles: int, specs=()) -> None:
     """Every key file the graph's nodes will open exists, and the allow-list admits at least one
     vehicle: checked before anything starts (and by --dry-run), so a graph never comes up half-keyed."""
@@ -278,8 +287,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("graph", choices=[g for g in GRAPHS if not g.startswith("demo")])
     p.add_argument("assignments", nargs="*", metavar="NAME:=VALUE",
                    help="values of configs/nodes/network.yaml as ros2 launch takes them, e.g. profile:=clean "
-                        "(the same as --set NAME=VALUE)")
+                        "(the same as --set NAME=VALUE); anywhere on the line")
     add_graph_arguments(p)
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     p.add_argument("--dry-run", action="store_true", help="print the node specs as JSON and exit")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, claim_extras=claim_assignments)

@@ -259,6 +259,8 @@ class SimPublisher(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    import signal
+
     rclpy.init(args=args)
     try:
         node = SimPublisher()
@@ -266,6 +268,10 @@ def main(args: list[str] | None = None) -> int:
         print(f"sim_publisher: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while the scenario was still loading: a clean stop
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        rclpy.try_shutdown()
+        return 0
     from rclpy.executors import ExternalShutdownException
 
     try:
@@ -274,11 +280,10 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        try:  # a second Ctrl-C (a launcher signals the whole process group) must not print a traceback
-            node.destroy_node()
-            rclpy.try_shutdown()
-        except KeyboardInterrupt:
-            pass
+        # a second Ctrl-C (a launcher signals the whole process group) must not interrupt the clean-up
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        node.destroy_node()
+        rclpy.try_shutdown()
     return 0
 
 

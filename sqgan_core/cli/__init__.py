@@ -1,7 +1,10 @@
 """The `sqgan` command. Subcommands are plugged in through entry points so that the codec package
 never imports the simulator or ROS: `sqgan.commands` entries add top-level subcommands, `sqgan.bench`
 entries add `sqgan bench <target>`. Each entry point is a `register(subparsers)` function that adds
-its parser and sets `func` (a callable taking the parsed args and returning an exit code)."""
+its parser and sets `func` (a callable taking the parsed args and returning an exit code). A command
+may also set `claim_extras(args, extras) -> extras`: argparse fills a positional only from the run
+of words where it starts, so words of the positional's form that come after an option (ros2 launch's
+`name:=value`) arrive as extras; the command takes its own and what is left is still an error."""
 from __future__ import annotations
 
 import argparse
@@ -48,7 +51,12 @@ def _command_name(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    claim = getattr(args, "claim_extras", None)
+    if extras and claim is not None:
+        extras = claim(args, extras)
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

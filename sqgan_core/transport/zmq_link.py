@@ -18,10 +18,17 @@ Refused connections are counted by reason in `Receiver.stats` (and so on the RSU
 socket monitor, `refused_handshake_protocol` (a plain, unencrypted client; a client that used a wrong
 server key), `refused_handshake_auth` and `refused_handshake_other`. Log lines are rate-limited to
 one per reason every LOG_EVERY_S seconds, with the count of those held back.
+
+The monitor's events name only the local endpoint (libzmq's v2 events, which carry the peer, are a
+draft API pyzmq's wheels leave out), so the peer of a failed handshake comes from the accepted
+connection's file descriptor (`_MonitorThread`). It is read only when it provably still belongs to
+that connection, and a line without it says so: a client that fails within microseconds of its
+accept can close before the thread reads it.
 """
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -44,6 +51,17 @@ HANDSHAKE_EVENTS = {  # socket monitor events of a refused handshake -> the stat
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "refused_handshake_protocol",
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused_handshake_auth",
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "refused_handshake_other",
+}
+
+
+PROTOCOL_DETAIL = {  # the value of EVENT_HANDSHAKE_FAILED_PROTOCOL -> what it means for a CURVE server
+    zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "not a CURVE client (a plain, unencrypted connection)",
+    zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "its CURVE HELLO did not decrypt (a wrong server key)",
+}
+REASON_TEXT = {
+    "refused_handshake_protocol": "not a CURVE client of this server key (plain connection, or a wrong server key)",
+    "refused_handshake_auth": "authentication failed",
+    "refused_handshake_other": "handshake failed",
 }
 
 
@@ -85,6 +103,98 @@ class _AllowListAuthenticator(ThreadAuthenticator):
             return True
         self.on_refused(self._address, key.decode("ascii", "replace"))
         return False
+
+
+def _peer_address(fd: int, local_port: int | None) -> str | None:
+    """host:port of the TCP peer on `fd` when it is a connection to our port, else None (closed, reused
+    by another socket, not TCP). A dup, so the descriptor libzmq owns is never closed here."""
+    if local_port is None:
+        return None
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return None
+    try:
+        sock = socket.socket(fileno=dup)
+    except OSError:  # not a socket (any more)
+        os.close(dup)
+        return None
+    try:
+        with sock as s:
+            if s.family not in (socket.AF_INET, socket.AF_INET6) or s.getsockname()[1] != local_port:
+                return None
+            host, port = s.getpeername()[:2]
+    except OSError:
+        return None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _MonitorThread(threading.Thread):
+    """Reads a receiver's socket monitor as events come (the receive loop may be busy decoding), counts
+    refused handshakes by reason and logs each with its peer's address when that can be known.
+
+    Why the attribution holds: libzmq emits ACCEPTED(fd) after accept(), and a failed handshake's event
+    then DISCONNECTED(fd) back to back from the connection's I/O thread (one I/O thread: nothing can come
+    between), both before it closes fd. So a peer read from fd is this connection's only if its
+    DISCONNECTED(fd) was not yet queued after the read (else fd may have been closed and even reused
+    first: the address is dropped, never guessed), and a failure belongs to the DISCONNECTED that
+    follows it."""
+
+    EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | sum(HANDSHAKE_EVENTS)
+
+    def __init__(self, monitor: zmq.Socket, endpoint: str, stats: Counter[str], limited: RateLimitedLog,
+                 *, attribute: bool) -> None:
+        super().__init__(daemon=True, name="sqgan-zmq-monitor")
+        self.monitor, self.endpoint, self.stats, self.limited = monitor, endpoint, stats, limited
+        port = endpoint.rsplit(":", 1)[-1] if endpoint.startswith("tcp://") else ""
+        self.local_port = int(port) if attribute and port.isdigit() else None
+        self.peers: dict[int, str] = {}  # fd -> address of connections accepted and not yet disconnected
+        self.stop = threading.Event()
+
+    def _read_all(self) -> list[dict]:
+        out = []
+        while True:
+            try:
+                out.append(parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK)))
+            except zmq.Again:
+                return out
+
+    def run(self) -> None:
+        queue: list[dict] = []
+        failed: tuple[str, str] | None = None  # (stats key, why) waiting for its DISCONNECTED
+        while not self.stop.is_set():
+            if not queue:
+                if not self.monitor.poll(100):
+                    continue
+                queue = self._read_all()
+                continue
+            event = queue.pop(0)
+            kind, value = event["event"], event["value"]
+            if kind == zmq.EVENT_ACCEPTED:
+                address = _peer_address(value, self.local_port)
+                queue += self._read_all()
+                if address is not None and not any(e["event"] == zmq.EVENT_DISCONNECTED and e["value"] == value
+                                                   for e in queue):
+                    self.peers[value] = address
+            elif kind == zmq.EVENT_DISCONNECTED:
+                address = self.peers.pop(value, None)
+                if failed is not None:
+                    self._log(*failed, address)
+                    failed = None
+            elif kind in HANDSHAKE_EVENTS:
+                if failed is not None:  # no DISCONNECTED between two failures: say it without an address
+                    self._log(*failed, None)
+                key = HANDSHAKE_EVENTS[kind]
+                self.stats[key] += 1
+                why = PROTOCOL_DETAIL.get(value, REASON_TEXT[key]) if key == "refused_handshake_protocol" \
+                    else REASON_TEXT[key]
+                failed = (key, why)
+        if failed is not None:
+            self._log(*failed, None)
+
+    def _log(self, key: str, why: str, address: str | None) -> None:
+        peer = f"from {address}" if address else "from a peer that closed before its address could be read"
+        self.limited(key, f"refused a connection {peer} on {self.endpoint}: {why}")
 
 
 def _common(sock: zmq.Socket) -> None:
@@ -157,7 +267,9 @@ class Receiver:
                  log: Callable[[str], None] | None = None) -> None:
         import logging
 
-        self.stats: Counter[str] = Counter()
+        # every reason present from the start: /diagnostics shows 0, and the ZAP and monitor threads
+        # never add a key while the node copies the counters
+        self.stats: Counter[str] = Counter({k: 0 for k in ("refused_unlisted_key", *HANDSHAKE_EVENTS.values())})
         self._say = log or logging.getLogger("sqgan.link").warning
         self._limited = RateLimitedLog(self._say)
         public, secret = load_keypair(secret_key_file)
@@ -182,10 +294,11 @@ class Receiver:
         self.sock.bind(endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.accept_relayed = accept_relayed
-        self.monitor = self.sock.get_monitor_socket(sum(HANDSHAKE_EVENTS))
-        self.poller = zmq.Poller()
-        self.poller.register(self.sock, zmq.POLLIN)
-        self.poller.register(self.monitor, zmq.POLLIN)
+        self.monitor = self.sock.get_monitor_socket(_MonitorThread.EVENTS)
+        # With more I/O threads two connections' events may interleave: count, but name no peer.
+        self._watch = _MonitorThread(self.monitor, self.endpoint, self.stats, self._limited,
+                                     attribute=self.context.get(zmq.IO_THREADS) == 1)
+        self._watch.start()
 
     def _refused_key(self, address: str, key: str) -> None:
         """ZAP handler thread: a CURVE client whose key is not on the allow-list."""
@@ -193,28 +306,9 @@ class Receiver:
         self._limited("refused_unlisted_key", f"refused a connection from {address or 'an unknown address'}: "
                                               f"key {key[:8]}... is not on the allow-list")
 
-    def _drain_monitor(self) -> None:
-        while True:
-            try:
-                event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
-            except zmq.Again:
-                return
-            key = HANDSHAKE_EVENTS.get(event["event"])
-            if key is None:
-                continue
-            self.stats[key] += 1
-            why = {"refused_handshake_protocol": "not a CURVE client of this server key (plain connection, or a "
-                                                 "wrong server key)",
-                   "refused_handshake_auth": "authentication failed",
-                   "refused_handshake_other": "handshake failed"}[key]
-            self._limited(key, f"refused a connection on {event['endpoint'].decode('utf8', 'replace')}: {why}")
-
     def recv(self, timeout_ms: int = 50, max_messages: int = 1000) -> list[Received]:
         out: list[Received] = []
-        ready = dict(self.poller.poll(timeout_ms))
-        if self.monitor in ready:
-            self._drain_monitor()
-        if self.sock not in ready:
+        if not self.sock.poll(timeout_ms, zmq.POLLIN):
             return out
         for _ in range(max_messages):
             try:
@@ -251,6 +345,8 @@ class Receiver:
         return None
 
     def close(self) -> None:
+        self._watch.stop.set()
+        self._watch.join(2.0)
         try:
             self.sock.disable_monitor()
         except zmq.ZMQError:

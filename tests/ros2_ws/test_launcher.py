@@ -110,6 +110,25 @@ def test_launch_takes_ros2_launch_style_assignments(tmp_path, capsys):
     assert "name:=value" in capsys.readouterr().err
 
 
+def test_assignments_after_options_are_applied(tmp_path, capsys):
+    """ros2 launch takes name:=value anywhere; argparse alone refused them after any option."""
+    import json
+
+    from sqgan_core.transport.keys import generate_set
+    from sqgan_core.cli import main
+
+    generate_set(tmp_path / "keys", 1)
+    argv = ["launch", "pipeline", "--keys", str(tmp_path / "keys"), "scenario:=dense_urban", "--dry-run",
+            "profile:=clean"]
+    assert main(argv) == 0, capsys.readouterr().err
+    specs = {s["name"]: s for s in json.loads(capsys.readouterr().out)}
+    assert specs["sim_publisher"]["parameters"]["scenario"] == "dense_urban"
+    assert "clean" in specs["link_emulator"]["arguments"]
+    with pytest.raises(SystemExit):  # a stray word that is not name:=value is still an error
+        main(["launch", "pipeline", "--keys", str(tmp_path / "keys"), "nonsense", "--dry-run"])
+    assert "unrecognized arguments: nonsense" in capsys.readouterr().err
+
+
 def test_out_of_range_node_parameters_are_refused_by_name(tmp_path, capsys):
     from sqgan_core.transport.keys import generate_set
     from sqgan_core.cli import main

@@ -29,13 +29,16 @@ def _ros_args(**params) -> list[str]:
 
 
 @pytest.mark.ros
-@pytest.mark.parametrize("node", ["rsu", "vehicle"])
+@pytest.mark.parametrize("node", ["rsu", "vehicle", "sim_publisher"])
 def test_a_double_sigint_to_the_process_group_ends_the_node_cleanly(node, keyset):
     ep = _endpoint()
     if node == "rsu":
         cmd = [sys.executable, "-m", "ros2_ws.rsu_node"] + _ros_args(
             endpoint=ep, secret_key=keyset / "rsu.key_secret", allow_dir=keyset / "allowed", model="untrained:small")
         ready = "RSU listening"
+    elif node == "sim_publisher":  # frames:=-1: it never ends by itself; only the signals stop it
+        cmd = [sys.executable, "-m", "ros2_ws.sim_publisher"] + _ros_args(frames=-1, rate=20.0)
+        ready = "publishing "
     else:
         cmd = [sys.executable, "-m", "ros2_ws.vehicle_node"] + _ros_args(
             vehicle_id=0, link_endpoint=ep, secret_key=keyset / "vehicle_0.key_secret",

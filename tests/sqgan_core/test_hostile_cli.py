@@ -116,7 +116,8 @@ CASES: list[tuple[list[str], list[str]]] = [
     (["launch", "pipeline", "nonsense", "--dry-run"], ["nonsense"]),
     (["launch", "pipeline", "--keys", "{d}/empty_dir", "--dry-run"], ["empty_dir"]),
     (["launch", "pipeline", "--keys", "{d}/keys", "--model", "{d}/junk.pt", "--dry-run"], ["junk.pt"]),
-    (["launch", "pipeline", "--keys", "{d}/keys", "scenario:=nosuch", "--dry-run"], ["nosuch"]),
+    (["launch", "pipeline", "--keys", "{d}/keys", "scenario:=nosuch", "--dry-run"],
+     ["sim_publisher: scenario 'nosuch' not found"]),
     (["launch", "pipeline", "--duration", "-1", "--dry-run"], ["--duration"]),
     # link
     (["link", "--profile", "nosuch"], ["nosuch"]),
@@ -203,6 +204,17 @@ CASES: list[tuple[list[str], list[str]]] = [
     (["bag", "simulate", "-o", "{d}/sim_new", "--frames", "0"], ["--frames"]),
     (["bag", "simulate", "-o", "{d}/sim_new2", "--scenario", "nosuch"], ["nosuch"]),
     (["bag", "simulate", "-o", "{d}/sim_new3", "--storage", "zip"], ["--storage"]),
+    # scenario
+    (["scenario", "run", "nosuch"], ["nosuch"]),
+    (["scenario", "run", "{d}/bad.yaml"], ["bad.yaml"]),
+    (["scenario", "run", "default", "--link", "nosuch"], ["nosuch"]),
+    (["scenario", "run", "default", "--codec", "bpg"], ["bpg"]),
+    (["scenario", "run", "default", "--codec", "jpeg2000"], ["--bpp"]),
+    (["scenario", "run", "default", "--mx", "2"], ["--mx"]),
+    (["scenario", "suite", "--scenarios", "nosuch"], ["nosuch"]),
+    (["scenario", "suite", "--scenarios", "default", "--links", "nosuch"], ["nosuch"]),
+    (["scenario", "suite", "--scenarios", "default", "--codecs", "bpg"], ["bpg"]),
+    (["scenario", "suite", "--scenarios", "default", "--bpp", "-1"], ["--bpp"]),
     # bench
     (["bench", "codec", "--mx", "2"], ["--mx"]),
     (["bench", "ratecontrol", "--untrained", "--sizes", "100"], ["--sizes"]),
@@ -239,7 +251,7 @@ CASES: list[tuple[list[str], list[str]]] = [
 
 
 def _command(argv: list[str]) -> str:
-    return " ".join(argv[:2]) if argv[0] in ("sim", "train", "bench", "bag") else argv[0]
+    return " ".join(argv[:2]) if argv[0] in ("sim", "train", "bench", "bag", "scenario") else argv[0]
 
 
 def _leaf_commands() -> set[str]:

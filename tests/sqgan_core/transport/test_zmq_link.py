@@ -159,13 +159,59 @@ def test_refused_connections_are_counted_by_reason(keyset, endpoint):
         wrong.send([b"x"])
         assert _wait_for(lambda: rx.stats["refused_handshake_protocol"] >= 2, timeout=6.0, rx=rx), dict(rx.stats)
         assert rx.recv(timeout_ms=100) == []
-        assert any("refused a connection on" in line for line in lines)
-        refusals = [line.split(": ", 1)[1] for line in lines if "refused a connection on" in line]
-        assert len(refusals) == len(set(refusals))  # rate-limited: one line per reason, not one per attempt
+        refusals = [line for line in lines if line.startswith("refused a connection from")]
+        assert refusals and all(rx.endpoint in line for line in refusals)
+        reasons = [k for k in ("refused_handshake_protocol", "refused_handshake_auth", "refused_handshake_other")
+                   if rx.stats[k]]
+        assert len(refusals) <= len(reasons)  # rate-limited: one line per reason, not one per attempt
     finally:
         plain.close(0)
         wrong.close()
         rx.close()
+
+
+def test_refused_handshakes_are_logged_with_their_peer_address(keyset, endpoint):
+    """Two bad clients at once, each from a known source port: each line names the client it is about
+    (or says the address could not be read), never the other one."""
+    import socket
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    lines = []
+    rx = Receiver(endpoint(), keyset / "rsu.key_secret", keyset / "allowed", log=lines.append)
+    rx._limited.every_s = 0.0  # every refusal logged, so both clients' lines can be told apart
+    p_plain, p_wrong = free_port(), free_port()
+    host_port = rx.endpoint[len("tcp://"):]
+    plain = zmq.Context.instance().socket(zmq.PUSH)  # no CurveZMQ at all
+    plain.setsockopt(zmq.LINGER, 0)
+    # libzmq's "source;destination" form pins each client's source port, so its address is known
+    wrong = Sender(f"tcp://127.0.0.1:{p_wrong};{host_port}", keyset / "vehicle_1.key_secret", keyset / "link.key")
+    try:
+        plain.connect(f"tcp://127.0.0.1:{p_plain};{host_port}")
+        wrong.send([b"x"])
+        def seen(port: int, why: str = "") -> bool:
+            return any(f"from 127.0.0.1:{port} " in line and why in line for line in lines)
+
+        assert _wait_for(lambda: seen(p_plain) and seen(p_wrong) and (
+            seen(p_plain, "not a CURVE client") or seen(p_wrong, "wrong server key")), timeout=10.0, rx=rx), \
+            "\n".join(lines)
+    finally:
+        plain.close(0)
+        wrong.close()
+        rx.close()
+    refusals = [line for line in lines if line.startswith("refused a connection from")]
+    # (either client may also end as "handshake failed", when it hangs up first; it is never the other's reason)
+    for line in refusals:
+        if f"127.0.0.1:{p_plain} " in line:
+            assert "wrong server key" not in line, line
+        elif f"127.0.0.1:{p_wrong} " in line:
+            assert "not a CURVE client" not in line, line
+        else:  # no third address: a peer that could not be read is said to be unknown
+            assert "closed before its address could be read" in line, line
+    assert rx.stats["refused_handshake_protocol"] + rx.stats["refused_handshake_other"] >= 2
 
 
 def test_feedback_reaches_only_its_vehicle_and_only_allowed_keys(keyset, endpoint):
