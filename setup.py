@@ -70,6 +70,7 @@ setup(
             "launch = ros2_ws.launcher:register",
             "demo = ros2_ws.demo:register",
             "bag = ros2_ws.bag:register",
+            "scenario = ros2_ws.scenario_command:register",
         ],
         "sqgan.frame_sources": [
             "embedded = sim:make_source",
