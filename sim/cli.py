@@ -107,7 +107,8 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     for name in scenario_names():
         cfg = load_scenario(name)
         out[name] = {"seed": cfg.seed, "frames": cfg.frames, "source": cfg.source,
-                       "time_of_day": cfg.weather.time_of_day, "rain": cfg.weather.rain, "fog": cfg.weather.fog}
+                       "time_of_day": cfg.weather.time_of_day, "rain": cfg.weather.rain, "fog": cfg.weather.fog,
+                       "hazards": [h.type for h in cfg.hazards]}
     print(json.dumps(out, indent=2))
     return 0
 

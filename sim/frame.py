@@ -94,6 +94,9 @@ class SimFrame:
     # CARLA colours). None for the embedded simulator, whose labels are trainIds from the start.
     carla_tags: np.ndarray | None = None
     tag_set: str | None = None
+    # Closed-loop scenarios: the scripted hazards' state at this frame (EmbeddedSimulator.hazard_state()),
+    # one dict per hazard; empty for scenarios without hazards.
+    hazards: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         h, w = self.camera.height, self.camera.width

@@ -295,9 +295,16 @@ class Renderer:
                     self.shadow_vao.render(self.mgl.TRIANGLES, vertices=int(count), first=int(first))
         return True
 
+    MAX_FORCED_LIGHTS = 8
+
     def render(self, pose: CameraPose, dynamic: np.ndarray | None, env: Environment, time: float,
-               frame: int, post: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Render one frame; returns (rgb HxWx3 uint8, labels HxW uint8), top row first."""
+               frame: int, post: bool = True,
+               forced_lights: list[tuple[float, str, str]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Render one frame; returns (rgb HxWx3 uint8, labels HxW uint8), top row first.
+
+        `forced_lights`: (intersection phase offset, axis 'x'|'y', state 'red'|'yellow'|'green') of up to
+        8 intersections whose lamps show `state` for travel along `axis` (the cross axis shows green
+        for a forced red and red otherwise) instead of the cycle; see Traffic.light()."""
         mgl, ctx = self.mgl, self.ctx
         view = pose.view()
         vp = self.proj @ view
@@ -311,8 +318,14 @@ class Renderer:
         self.shadow_tex.use(2)
         vp_bytes = vp.T.astype("f4").tobytes()
         lvp_bytes = self.lightvp.T.astype("f4").tobytes()
+        force = np.zeros((self.MAX_FORCED_LIGHTS, 4), np.float32)
+        for k, (offset, axis, state) in enumerate((forced_lights or [])[:self.MAX_FORCED_LIGHTS]):
+            force[k] = (offset, 0.0 if axis == "x" else 1.0, {"red": 0, "yellow": 1, "green": 2}[state], 1.0)
+        force_bytes = force.tobytes()
         for sc in self.scenes:
             sc["u_viewproj"].write(vp_bytes)
+            if "u_tl_force" in sc:
+                sc["u_tl_force"].write(force_bytes)
             if "u_lightvp" in sc:
                 sc["u_lightvp"].write(lvp_bytes)
                 sc["u_shadow"].value = 2

@@ -22,6 +22,7 @@ from sim.frame import TICK_SECONDS, CameraIntrinsics
 from sqgan_core.errors import InputError
 
 TURNS = ("straight", "left", "right")
+HAZARD_TYPES = ("pedestrian_crossing", "cyclist_cut_in", "red_light")
 
 
 class ScenarioError(InputError, ValueError):
@@ -69,6 +70,14 @@ class EgoConfig:
     mount_x: float = field(default=1.0, metadata=_rng(-5.0, 5.0, help="camera forward of ego centre, m"))
     mount_z: float = field(default=1.6, metadata=_rng(0.3, 5.0, help="camera height, m"))
     pitch: float = field(default=0.0, metadata=_rng(-45.0, 45.0, help="camera pitch, degrees (up +)"))
+    # Emergency braking limit of the closed-loop controller (EmbeddedSimulator.set_brake): ~6 m/s^2 is what
+    # a passenger car's ABS brake reaches on dry asphalt in practice (0.6 g; 8-9 m/s^2 is the tyre limit
+    # of a good car with a full-force driver, 1-3 m/s^2 is comfortable service braking).
+    max_decel: float = field(default=6.0, metadata=_rng(1.0, 10.0,
+                                                        help="deceleration under set_brake(True), m/s^2"))
+    # Closed-loop scenarios: the lights the ego meets along its route show green (their cross traffic
+    # red), so nothing but a scripted hazard (or a red_light hazard's forced red) asks it to stop.
+    green_wave: bool = False
 
 
 @dataclass
@@ -103,6 +112,36 @@ class CarlaConfig:
 
 
 @dataclass
+class HazardConfig:
+    """One scripted hazard on the ego's path (closed-loop scenarios; see sim/hazards.py).
+
+    The conflict point is `conflict_ahead` m ahead of the ego's start along its path (pedestrian
+    crossing, cyclist cut-in) or the first stop line at least that far ahead (red light); the
+    hazard starts when the ego's front is `trigger_distance` m from it.
+    """
+
+    type: str = field(default="pedestrian_crossing", metadata=_rng(choices=HAZARD_TYPES))
+    trigger_distance: float = field(default=30.0, metadata=_rng(
+        0.0, 500.0, help="m between the ego's front and the conflict point when the hazard starts"))
+    conflict_ahead: float = field(default=60.0, metadata=_rng(
+        5.0, 2000.0, help="m ahead of the ego's start (red_light: least distance of the stop line)"))
+    speed: float | None = field(default=None, metadata=_rng(
+        0.1, 15.0, help="m/s of the pedestrian (default 1.5) or cyclist (default 5)"))
+    side: str = field(default="right", metadata=_rng(choices=("left", "right")))
+    lateral_offset: float | None = field(default=None, metadata=_rng(
+        2.0, 12.0, help="m from the ego's lane centre where the actor starts (default 4 pedestrian, 3.5 cyclist)"))
+
+
+@dataclass
+class PassCriteria:
+    """What a closed-loop run must achieve (checked by the scenario runner, not by the simulator)."""
+
+    stop_margin_m: float = field(default=1.0, metadata=_rng(
+        0.0, 50.0, help="the ego must stop at least this far before the conflict point, m"))
+    max_false_stops: int = field(default=0, metadata=_rng(0, 1000, help="stops with no hazard"))
+
+
+@dataclass
 class ScenarioConfig:
     name: str = "default"
     seed: int = field(default=1, metadata=_rng(0, 2**31 - 1))
@@ -114,11 +153,18 @@ class ScenarioConfig:
     ego: EgoConfig = field(default_factory=EgoConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     carla: CarlaConfig = field(default_factory=CarlaConfig)
+    hazards: list[HazardConfig] = field(default_factory=list)
+    pass_criteria: PassCriteria | None = None
 
     @property
     def frames(self) -> int:
         """Number of 0.05 s ticks in `duration`."""
         return max(1, int(round(self.duration / TICK_SECONDS)))
+
+    @property
+    def has_hazards(self) -> bool:
+        """Scripted hazards make a closed-loop scenario (not for open-loop data rendering)."""
+        return bool(self.hazards)
 
     @property
     def town_seed(self) -> int:
@@ -202,12 +248,29 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             continue
         path = f"{prefix}.{name}" if prefix else name
         typ = hints[name]
+        inner = _optional_dataclass(typ)
         if dataclasses.is_dataclass(typ):
             kwargs[name] = _build(typ, data[name], path)
+        elif inner is not None:
+            kwargs[name] = None if data[name] is None else _build(inner, data[name], path)
+        elif get_origin(typ) is list and get_args(typ) and dataclasses.is_dataclass(get_args(typ)[0]):
+            items = data[name] if data[name] is not None else []
+            if not isinstance(items, list):
+                raise ScenarioError(f"{path}: expected a list, got {items!r}")
+            kwargs[name] = [_build(get_args(typ)[0], item, f"{path}[{i}]") for i, item in enumerate(items)]
         else:
             kwargs[name] = _check_value(path, data[name], typ, dict(f.metadata))
     obj = cls(**kwargs)
     return obj
+
+
+def _optional_dataclass(typ: Any) -> type | None:
+    """The dataclass of an `X | None` field, else None."""
+    if get_origin(typ) is Union or type(typ).__name__ == "UnionType":
+        args = [a for a in get_args(typ) if a is not type(None)]
+        if len(args) == 1 and dataclasses.is_dataclass(args[0]) and len(get_args(typ)) == 2:
+            return args[0]
+    return None
 
 
 def _check_route(route: Any) -> None:
@@ -224,6 +287,11 @@ def _check_route(route: Any) -> None:
 
 def from_dict(data: dict[str, Any]) -> ScenarioConfig:
     """Validate a parsed scenario mapping; unknown keys and bad values raise ScenarioError."""
+    hazards = data.get("hazards") if isinstance(data, dict) else None
+    if isinstance(hazards, list):
+        for i, h in enumerate(hazards):
+            if isinstance(h, dict) and "type" not in h:
+                raise ScenarioError(f"hazards[{i}].type is required (one of {', '.join(HAZARD_TYPES)})")
     cfg = _build(ScenarioConfig, data, "")
     _check_route(cfg.ego.route)
     try:

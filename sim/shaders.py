@@ -62,7 +62,13 @@ vec3 sky_color(vec3 d) {
     float h = clamp(d.z, 0.0, 1.0);
     return mix(u_sky_horizon, u_sky_zenith, pow(h, 0.55));
 }
+uniform vec4 u_tl_force[8];  // forced lights: (phase offset of the intersection, axis group, state, on)
 int tl_state(float offset, float grp) {
+    for (int i = 0; i < 8; ++i) {
+        vec4 f = u_tl_force[i];
+        if (f.w > 0.5 && abs(offset - f.x) < 1e-4)  // the forced axis shows f.z, the cross axis its opposite
+            return abs(grp - f.y) < 0.5 ? int(f.z + 0.5) : (f.z < 0.5 ? 2 : 0);
+    }
     float ph = mod(u_time + offset + grp * 12.0, 24.0);
     return ph < 9.0 ? 2 : (ph < 12.0 ? 1 : 0);   // 2 green, 1 yellow, 0 red
 }

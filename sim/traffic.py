@@ -4,6 +4,12 @@ motorcyclists, pedestrians and trams, on the town's road grid, ticked at 0.05 s.
 Vehicles follow lane centre lines built from the town geometry, turn through intersections on
 smooth curves, keep a time gap to the vehicle ahead and stop at red lights (the ego optionally).
 Everything draws from seeded generators, so a seed reproduces the same traffic.
+
+Closed loop (issue 16): `brake` is the ego's brake command (EmbeddedSimulator.set_brake). While it
+is set the ego's desired speed is 0 and its deceleration is bounded by `ego_max_decel`; released, it
+accelerates back to its set speed at the common 2.5 m/s^2. Without a command the ego follows traffic
+like every vehicle (acceleration clamped to [-7, 2.5] m/s^2), so open-loop scenarios are unchanged.
+Scripted hazards (sim/hazards.py) add their actors here and may force traffic lights (`light()`).
 """
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ import numpy as np
 from sim import models
 from sim.meshes import VERTEX_FLOATS
 from sim.town import LANE_W, Road, Town, light_state
+
+GREEN_WAVE_AHEAD = 250.0  # m: with a green wave the lights on the ego's next 250 m of path are green
 
 NodeT = tuple[int, int]
 FAR_LOD = 220.0  # metres from the ego beyond which agents are integrated at 5 Hz
@@ -158,13 +166,14 @@ class Actor:
     rng: np.random.Generator | None = None
     lod_dt: float = 0.05          # time step applied this tick (0 for far agents between updates)
     lod_phase: int = 0
+    scripted: bool = False        # moved by a scripted hazard (sim/hazards.py), not by the traffic model
 
 
 class Traffic:
     """All moving agents; `step()` advances 0.05 s, `vertices()` returns the posed actor meshes."""
 
     def __init__(self, town: Town, seed: int, counts: dict[str, int], ego_speed: float, ego_route,
-                 ego_obeys_lights: bool) -> None:
+                 ego_obeys_lights: bool, hazards=(), ego_max_decel: float = 6.0, green_wave: bool = False) -> None:
         self.town = town
         self.rng = np.random.default_rng([seed, 31])
         self.time = 0.0
@@ -187,6 +196,22 @@ class Traffic:
             self._spawn_pedestrian(mrng)
         for k in range(counts["trams"]):
             self._spawn_tram(mrng, k)
+        # closed loop: brake command, forced lights and scripted hazards (appended last, so the
+        # actors above and their vertex pool are those of the same scenario without hazards)
+        self.brake = False
+        self.ego_max_decel = float(ego_max_decel)
+        self.green_wave = bool(green_wave)
+        self.light_overrides: dict[NodeT, tuple[str, str]] = {}
+        self.hazards: list = []
+        if hazards:
+            from sim.hazards import make_hazard
+
+            for k, h in enumerate(hazards):
+                hz = make_hazard(h, self, seed, k)
+                self.hazards.append(hz)
+                if hz.actor is not None:
+                    self.actors.append(hz.actor)
+        self._update_lights()
         for k, a in enumerate(self.actors):
             a.lod_phase = k % 4
         self._update_poses()
@@ -271,6 +296,38 @@ class Traffic:
         a.s = (k * span * 2 / max(1, self.town.ny) + self.rng.uniform(0, span)) % (2 * span)
         self.actors.append(a)
 
+    # -- traffic lights ----------------------------------------------------------------------------
+    def light(self, node: NodeT, axis: str) -> str:
+        """State of the light at intersection `node` for travel along `axis`: the cycle of
+        sim.town.light_state, unless forced (green wave, red_light hazard): the forced axis shows the
+        forced state and the cross axis green for a forced red, red otherwise (the renderer draws the
+        same, see Renderer.render(forced_lights=...))."""
+        forced = self.light_overrides.get(node)
+        if forced is not None:
+            f_axis, state = forced
+            return state if axis == f_axis else ("green" if state == "red" else "red")
+        return light_state(self.time, float(self.town.light_offset[node]), axis)
+
+    def _update_lights(self) -> None:
+        overrides: dict[NodeT, tuple[str, str]] = {}
+        if self.green_wave:
+            e = self.ego
+            e.path.ensure(e.s, ahead=GREEN_WAVE_AHEAD)
+            for s_stop, node, axis in e.path.events:
+                if -40.0 < s_stop - e.s < GREEN_WAVE_AHEAD:
+                    overrides[node] = (axis, "green")
+        for hz in self.hazards:
+            hz.lights(self, overrides)
+        self.light_overrides = overrides
+
+    def forced_lights(self) -> list[tuple[float, str, str]]:
+        """(phase offset, axis, state) of the forced intersections, nearest to the ego first, for the renderer."""
+        ex, ey = self.ego.x, self.ego.y
+        t = self.town
+        items = sorted(self.light_overrides.items(),
+                       key=lambda kv: (t.xs[kv[0][0]] - ex) ** 2 + (t.ys[kv[0][1]] - ey) ** 2)
+        return [(float(t.light_offset[node]), axis, state) for node, (axis, state) in items]
+
     # -- dynamics --------------------------------------------------------------------------------
     def _leader_gaps(self, lane_actors: list[Actor]) -> np.ndarray:
         """Bumper gap to the nearest vehicle or tram ahead in the same direction (inf if none), vectorised.
@@ -296,6 +353,7 @@ class Traffic:
         4th tick with 4*dt: they are too far to be seen moving, and this keeps the frame budget."""
         self.time += dt
         self.tick += 1
+        ego = self.ego
         ex, ey = self.ego.x, self.ego.y
         for a in self.actors:
             far = (a.x - ex) ** 2 + (a.y - ey) ** 2 > FAR_LOD ** 2 and a is not self.ego
@@ -314,12 +372,15 @@ class Traffic:
                 if ev is not None:
                     s_stop, node, axis = ev
                     d = s_stop - a.s - a.model.length / 2
-                    state = light_state(self.time, float(self.town.light_offset[node]), axis)
+                    state = self.light(node, axis)
                     if state != "green" and d > -0.5:
                         brake_ok = d > a.speed ** 2 / (2 * 4.0) - 1.0
                         if state == "red" or brake_ok:
                             v_des = min(v_des, max(0.0, d - 0.5) / 1.2)
-            acc = min(max((v_des - a.speed) / dt_a, -7.0), 2.5)
+            acc_lo = -7.0
+            if a is ego and self.brake:  # closed loop: brake to a stop at the emergency limit
+                v_des, acc_lo = 0.0, -self.ego_max_decel
+            acc = min(max((v_des - a.speed) / dt_a, acc_lo), 2.5)
             a.speed = max(0.0, a.speed + acc * dt_a)
             a.s += a.speed * dt_a
             a.path.ensure(a.s)
@@ -329,6 +390,10 @@ class Traffic:
                 a.phase += a.speed * a.lod_dt * 3.2
             elif a.kind == "tram":
                 a.s = (a.s + a.speed * dt) % a.loop_len
+        for hz in self.hazards:
+            hz.update(self, dt)
+        if self.green_wave or self.hazards:
+            self._update_lights()
         if self.tick % 20 == 0:
             self._recycle()
         self._update_poses()
@@ -344,7 +409,7 @@ class Traffic:
         ex, ey = self.ego.x, self.ego.y
         node = self.ego.path.node
         for a in self.actors:
-            if a is self.ego or a.kind == "tram":
+            if a is self.ego or a.kind == "tram" or a.scripted:
                 continue
             person = a.kind == "person"
             key = "person" if person else "vehicle"
@@ -382,7 +447,7 @@ class Traffic:
 
     def _update_poses(self) -> None:
         road = self.town.tram_road()
-        peds = [a for a in self.actors if a.kind == "person"]
+        peds = [a for a in self.actors if a.kind == "person" and not a.scripted]
         if peds:
             xs, ys, yaws = _on_rects(np.array([a.loop for a in peds]), np.array([a.s for a in peds]),
                                      np.array([a.direction for a in peds]))

@@ -36,9 +36,15 @@ def scenario_files() -> dict[str, Path]:
     return configs_of_kind("scenarios")
 
 
+def open_loop_scenarios() -> dict[str, Path]:
+    """The scenarios `all` renders: every one but the closed-loop hazard suite (hazard_*.yaml: scripted
+    hazards on one straight drive, made to test warnings, not to measure a codec)."""
+    return {n: p for n, p in scenario_files().items() if not n.startswith("hazard_")}
+
+
 def scenario_plan(scenario: str, seed: int, n: int) -> list[ScenarioShare]:
     """Which scenario renders how many of the n frames from which seed. `all`: n split evenly over every
-    scenario sorted by name (the first n % k get one more; none with no frame), scenario k from seed + k,
+    scenario sorted by name but the closed-loop hazard_* ones (the first n % k get one more; none with no frame), scenario k from seed + k,
     so no two scenarios share a drive and the seeds stay in the evaluation range. One scenario name or
     YAML path: all n from `seed`."""
     files = scenario_files()
@@ -51,6 +57,7 @@ def scenario_plan(scenario: str, seed: int, n: int) -> list[ScenarioShare]:
     if not files:
         raise CommandError("no scenario YAML found in configs/scenarios/ (source tree or installed share dir): "
                            "pass --scenario PATH.yaml or --data DIR")
+    files = open_loop_scenarios()
     k = len(files)
     shares = [ScenarioShare(name, seed + i, n // k + int(i < n % k), path)
               for i, (name, path) in enumerate(files.items())]

@@ -168,7 +168,7 @@ def add_scenario_option(p: argparse.ArgumentParser) -> None:
     """--scenario, shared with `sqgan bench segmenter` so both measure on the same held-out frames."""
     p.add_argument("--scenario", default=ALL_SCENARIOS,
                    help="simulator scenario for rendered frames: `all` (default) splits --frames evenly over "
-                        "every scenario in configs/scenarios/, or one name (e.g. rainy_night) or YAML path, "
+                        "every scenario in configs/scenarios/ but the closed-loop hazard_* ones, or one name (e.g. rainy_night) or YAML path, "
                         "rendered from --seed")
 
 
