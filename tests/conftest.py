@@ -20,6 +20,15 @@ def small_codec():
 
 
 @pytest.fixture(scope="session")
+def small_codec_shipped():
+    """The shipped `small` codec (tests whose outcome depends on what it reconstructs)."""
+    from sqgan_core.streaming.stream import load_codec
+
+    codec, _ = load_codec("")
+    return codec
+
+
+@pytest.fixture(scope="session")
 def installed_prefix(tmp_path_factory):
     """The package installed as colcon's ament_python build installs it: setuptools' install command
     into a fresh prefix (lib/sqgan executables, share/sqgan launch files and configs, the ament index
