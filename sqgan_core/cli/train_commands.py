@@ -161,6 +161,7 @@ def _train_concealer(args: argparse.Namespace) -> int:
                        window=args.window)
     try:
         summary = train_concealers(codec, train, val, args.out, run, init=init, device=args.device,
+                                   init_label=args.init,
                                    log=lambda s: print(s, file=sys.stderr))
     except (ConcealerError, ValueError) as exc:
         raise CommandError(str(exc)) from None

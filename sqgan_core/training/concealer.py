@@ -216,7 +216,7 @@ class ConcealerRun:
 
 
 def train_concealers(codec: Codec, train: TokenMaps, val: TokenMaps, out: Path, run: ConcealerRun,
-                     init: Path | None = None, device: str = "cpu", log=print) -> dict[str, Any]:
+                     init: Path | None = None, device: str = "cpu", log=print, init_label: str | None = None) -> dict[str, Any]:
     """Train both streams' concealers; returns the summary (also OUT/summary.json)."""
     dev = torch.device(device)
     j_x, j_s = codec.model.codebook_sizes
@@ -235,7 +235,7 @@ def train_concealers(codec: Codec, train: TokenMaps, val: TokenMaps, out: Path, 
                 raise ValueError(f"--init {init}: its {stream} model's config {src.models[stream].cfg} differs from "
                                  f"this run's {models[stream].cfg}")
             models[stream].load_state_dict(src.models[stream].state_dict())
-        init_note = str(init)
+        init_note = init_label or str(init)  # "shipped" rather than this machine's path to it
     params = [p for m in models.values() for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=run.lr, weight_decay=run.weight_decay, betas=(0.9, 0.98))
     draws = LossDraws(train, codec, run.seed)
