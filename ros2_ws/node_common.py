@@ -116,6 +116,11 @@ def run_node(make_node: Any, name: str, startup_errors: tuple[type[BaseException
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:  # rclpy's RCLError
+        if rclpy.ok():
+            raise
+        # rclpy's own SIGINT handler shut the context down while the executor was between two waits
+        # (it then fails on the invalid context instead of raising ExternalShutdownException): a clean stop
     finally:
         # Ctrl-C in a terminal reaches every process of the group and `ros2 launch` forwards its own
         # SIGINT too: a second one must not interrupt the clean-up (a traceback and exit -2 under launch).

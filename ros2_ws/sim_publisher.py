@@ -261,7 +261,13 @@ class SimPublisher(Node):
 def main(args: list[str] | None = None) -> int:
     import signal
 
+    import rclpy.executors
+    from rclpy.executors import ExternalShutdownException
+
     rclpy.init(args=args)
+    # The executor exists before the node (as in node_common.run_node): a Ctrl-C then never meets a
+    # half-built executor on a context rclpy's SIGINT handler has already shut down.
+    executor = rclpy.executors.SingleThreadedExecutor()
     try:
         node = SimPublisher()
     except (ScenarioError, ConnectionError, ImportError, ValueError) as exc:
@@ -272,16 +278,19 @@ def main(args: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         rclpy.try_shutdown()
         return 0
-    from rclpy.executors import ExternalShutdownException
-
     try:
+        executor.add_node(node)
         while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:  # rclpy's RCLError: the context was shut down by its SIGINT handler mid-spin
+        if rclpy.ok():
+            raise
     finally:
         # a second Ctrl-C (a launcher signals the whole process group) must not interrupt the clean-up
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
