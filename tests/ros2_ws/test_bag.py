@@ -50,19 +50,11 @@ def test_info_lists_topics_types_counts_and_duration(tmp_path, capsys, storage):
 
 
 @pytest.mark.ros
-def test_record_then_play_round_trip(tmp_path, monkeypatch):
+def test_record_then_play_round_trip(tmp_path):
     """Record a live topic, read it back, play it: the subscriber gets the same messages, in order."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
-
-    from ros2_ws.graph import DDS_PROFILE_ENV
-    from sqgan_core.config import config_file
-
-    # Fast DDS reads its XML profiles once per process, when the first participant is made: this test's
-    # in-process node must not leave the test process on the default discovery timing (a 3 s announce
-    # period), which later in-process publishers (tests/ros2_ws/test_rsu_node.py) then inherit.
-    monkeypatch.setenv(DDS_PROFILE_ENV, str(config_file("dds/fastdds_fast_discovery.xml")))
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # this process's private ROS domain (tests/conftest.py)
     bag = tmp_path / "bag"
