@@ -166,6 +166,14 @@ def run_scenario(scenario: Any, settings: LoopSettings, *, codec: Any = None, se
             by_type[w.type] = by_type.get(w.type, 0) + 1
             down.offer(w.to_dict(), 64, t_ready + settings.rsu_ms / 1000)
 
+    def in_path(hz: dict[str, Any]) -> bool:
+        """Visible and in the ego's path: a red light facing it, or a person or cyclist within
+        `path_half_width` of its path (not yet on the kerb, where nobody should brake)."""
+        if not hz.get("visible"):
+            return False
+        lateral = hz.get("lateral")
+        return hz.get("type") == "red_light" or lateral is None or abs(float(lateral)) <= settings.path_half_width
+
     try:
         bar = tqdm(range(n_ticks), desc=f"{cfg.name} {settings.codec} {profile.name}", unit="tick",
                    disable=not progress, mininterval=5)
@@ -218,15 +226,6 @@ def run_scenario(scenario: Any, settings: LoopSettings, *, codec: Any = None, se
             pending.clear()
             # -- warnings reach the vehicle ------------------------------------------------------
             hazards = src.hazard_state() if hasattr(src, "hazard_state") else []
-
-            def in_path(hz: dict[str, Any]) -> bool:
-                """Visible and in the ego's path: a red light facing it, or a person or cyclist within
-                `path_half_width` of its path (not yet on the kerb, where nobody should brake)."""
-                if not hz.get("visible"):
-                    return False
-                lateral = hz.get("lateral")
-                return hz.get("type") == "red_light" or lateral is None or abs(float(lateral)) <= settings.path_half_width
-
             visible_now = any(in_path(hz) for hz in hazards)
             for msg in down.due(t):
                 try:
