@@ -2,12 +2,13 @@
 # Improve the shipped weights on the CPU within MINUTES, in the background if you like.
 #
 #   tools/train_cpu.sh MINUTES [RUNS]   (env: FIRST_SEED, N_SEEDS, FRAMES, STRIDE, SQGAN, LANE_B,
-#                                         CONCEALER_DATA, CONCEALER_FRAMES)
+#                                         CONCEALER_DATA, CONCEALER_FRAMES, JOINT_CONFIG)
 #
 # 1. Renders N_SEEDS simulator seeds no earlier run used (the next after the highest seed in the
 #    shipped checkpoint's metadata and in runs/seeds_used.txt) plus the validation seeds, two at a time.
 # 2. Two lanes, one thread each, for the rest of the budget, both warm-started from the shipped files:
-#    lane A `sqgan train joint` (G_s and G_x together, configs/train/small_cpu_joint.yaml),
+#    lane A `sqgan train joint` (G_s and G_x together, JOINT_CONFIG, by default
+#    configs/train/small_cpu_joint.yaml),
 #    lane B (LANE_B) `segmenter`: `sqgan train segmenter` (Fast-SCNN, class-weighted CE), the default;
 #    or `concealer`: `sqgan train concealer` (the RSU's bidirectional concealer for the shipped codec,
 #    on CONCEALER_FRAMES frames of CONCEALER_DATA plus the new seeds, token maps cached in
@@ -43,7 +44,7 @@ left=$(( MIN * 60 - ($(date +%s) - t0) - 120 ))  # keep 2 minutes for the final 
 lane_min=$(awk "BEGIN {printf \"%.1f\", $left / 60}")
 log "training for $lane_min min per lane in $RUNS"
 "$SQGAN" train joint --data "$DATA" --out "$RUNS/joint" --init shipped --device cpu --threads 1 \
-  --train-config configs/train/small_cpu_joint.yaml --max-minutes "$lane_min" > "$RUNS/joint.log" 2>&1 &
+  --train-config "${JOINT_CONFIG:-configs/train/small_cpu_joint.yaml}" --max-minutes "$lane_min" > "$RUNS/joint.log" 2>&1 &
 a=$!
 LANE_B=${LANE_B:-segmenter}
 case "$LANE_B" in
