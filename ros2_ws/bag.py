@@ -158,10 +158,17 @@ def record(output: Path, topics: list[str], storage: str = "mcap", duration: flo
 
 
 def play(path: Path, rate: float = 1.0, loop: bool = False, clock: bool = False, delay: float = 0.5,
-         topics: list[str] | None = None,
+         topics: list[str] | None = None, wait_for_subscribers: int = 0, discovery_timeout: float = 10.0,
          log=lambda m: print(f"[bag] {m}", file=sys.stderr, flush=True)) -> dict[str, Any]:
-    """Publish a bag's messages with their recorded spacing divided by `rate`."""
+    """Publish a bag's messages with their recorded spacing divided by `rate`.
+
+    A fixed `delay` only guesses how long DDS discovery takes; on a loaded host a subscriber started
+    just before the player can take seconds to match, and the first frames of a replay are then lost
+    to it. `wait_for_subscribers` N starts playback only once every played topic has N matched
+    subscriptions (BagError after `discovery_timeout` seconds). At the end the player waits until
+    reliable subscribers have acknowledged what it sent (like ros2 bag play --wait-for-all-acked)."""
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     reader = _reader(path)
@@ -185,6 +192,8 @@ def play(path: Path, rate: float = 1.0, loop: bool = False, clock: bool = False,
     published = 0
     try:
         time.sleep(delay)  # let subscribers discover the publishers, like ros2 bag play --delay
+        if wait_for_subscribers:
+            _wait_for_subscribers(pubs, wait_for_subscribers, discovery_timeout, stop)
         log(f"playing {path} ({reader.message_count} messages, rate {rate:g}{', loop' if loop else ''})")
         while not stop.is_set():
             t0, b0 = time.monotonic(), None
@@ -204,13 +213,29 @@ def play(path: Path, rate: float = 1.0, loop: bool = False, clock: bool = False,
                 published += 1
             if not loop:
                 break
-        time.sleep(0.3)  # reliable subscribers get the tail before the publishers go away
+        for pub in pubs.values():  # reliable subscribers get the tail before the publishers go away
+            if not pub.wait_for_all_acked(Duration(seconds=5)):
+                log(f"{pub.topic}: not every subscriber acknowledged the last messages within 5 s")
     finally:
         signal.signal(signal.SIGINT, old)
         reader.close()
         node.destroy_node()
         rclpy.try_shutdown()
     return {"bag": str(path), "published": published}
+
+
+def _wait_for_subscribers(pubs: dict[str, Any], count: int, timeout: float, stop: threading.Event) -> None:
+    """Block until every publisher has `count` matched subscriptions (BagError naming the topics that
+    have fewer after `timeout` seconds; returns early on Ctrl-C)."""
+    t_end = time.monotonic() + timeout
+    while not stop.is_set():
+        short = {t: p.get_subscription_count() for t, p in pubs.items() if p.get_subscription_count() < count}
+        if not short:
+            return
+        if time.monotonic() > t_end:
+            raise BagError(f"after {timeout:g} s, fewer than {count} subscriber(s) on "
+                           + ", ".join(f"{t} ({n})" for t, n in sorted(short.items())))
+        stop.wait(0.05)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -229,7 +254,8 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps(record(args.output, args.topics, args.storage, args.duration, args.max_messages,
                                     args.discovery_timeout, compression=args.compression_mode)))
             return 0
-        print(json.dumps(play(args.bag, args.rate, args.loop, args.clock, args.delay, args.topics)))
+        print(json.dumps(play(args.bag, args.rate, args.loop, args.clock, args.delay, args.topics,
+                              args.wait_for_subscribers, args.discovery_timeout)))
         return 0
     except BagError as exc:
         raise CommandError(str(exc)) from None
@@ -258,6 +284,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     y.add_argument("--clock", action="store_true", help="publish /clock from the bag's time stamps")
     y.add_argument("--delay", type=float, default=0.5, help="seconds to wait for subscribers first (default 0.5)")
     y.add_argument("--topics", nargs="+", help="only these topics")
+    y.add_argument("--wait-for-subscribers", type=positive_int, default=0, metavar="N",
+                   help="start only once every played topic has N matched subscribers (default: do not wait)")
+    y.add_argument("--discovery-timeout", type=positive_float, default=10.0,
+                   help="seconds --wait-for-subscribers waits before it gives up (default 10)")
     r.add_argument("--compression-mode", choices=("none", "message", "file"), default="none",
                    help="zstd compression, as ros2 bag record --compression-mode (default none)")
     for q in (i, r, y):

@@ -86,7 +86,8 @@ def test_record_then_play_round_trip(tmp_path):
         assert recorded == sorted(recorded) and len(set(recorded)) == 8
         node.destroy_publisher(pub)
         playing = True
-        player = subprocess.Popen(SQGAN + ["bag", "play", str(bag), "--rate", "2", "--delay", "2"], env=env,
+        player = subprocess.Popen(SQGAN + ["bag", "play", str(bag), "--rate", "2", "--delay", "0",
+                                            "--wait-for-subscribers", "1", "--discovery-timeout", "30"], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         t_end = time.monotonic() + 60
         while (player.poll() is None or len(got) < 8) and time.monotonic() < t_end:
@@ -100,6 +101,17 @@ def test_record_then_play_round_trip(tmp_path):
             rec.kill()
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+@pytest.mark.ros
+def test_play_waiting_for_subscribers_that_never_come_fails_naming_the_topic(tmp_path):
+    """--wait-for-subscribers must not hang or play into the void: it gives up with one clear line."""
+    _write_bag(tmp_path / "b", "mcap")
+    p = subprocess.run(SQGAN + ["bag", "play", str(tmp_path / "b"), "--delay", "0", "--topics", "/cam",
+                                "--wait-for-subscribers", "1", "--discovery-timeout", "1"],
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert "fewer than 1 subscriber(s) on /cam (0)" in p.stderr, p.stderr
 
 
 def _stamps_in(bag: Path) -> list[int]:
