@@ -42,11 +42,13 @@ def run_pipeline(out: Path, *, vehicles: int = 1, profile: str = "bursty_15pct",
                  sim_frames: int = 200, sim_rate: float = 10.0, record_frames: int = 30, timeout: float = 200.0,
                  params: dict[str, dict[str, Any]] | None = None, scenario: str | None = None,
                  quiet: bool = False, extra_env: dict[str, str] | None = None,
-                 bag: Path | None = None) -> dict[str, Any]:
+                 bag: Path | None = None, sync: str = "auto") -> dict[str, Any]:
     """Run the demo graph once; returns the recorder's summary (raises RuntimeError if none).
 
     With `bag`, the simulator is replaced by `sqgan bag play BAG --loop` (the `demo_replay` graph): a
-    recorded drive through vehicle, link and RSU, which the recorder scores as it scores the simulator."""
+    recorded drive through vehicle, link and RSU, which the recorder scores as it scores the simulator.
+    `sync` is the simulator's sync mode (ros2_ws/sim_publisher.py): `auto` (lock-step paced at the
+    camera rate: real time where the machine keeps up, waiting where it cannot), `lockstep` or `free`."""
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output folder {out} is a file")
@@ -56,12 +58,16 @@ def run_pipeline(out: Path, *, vehicles: int = 1, profile: str = "bursty_15pct",
         "keys_dir": str(keys), "out_dir": str(out), "stats_out": str(out / "link_stats.json"), "profile": profile,
         "link_listen": f"tcp://127.0.0.1:{port_link}", "rsu_endpoint": f"tcp://127.0.0.1:{port_rsu}",
         "rsu_connect": f"tcp://127.0.0.1:{port_rsu}", "sim_frames": sim_frames, "sim_rate": sim_rate,
+        "sim_sync": sync,
     }
     if model is not None:
         sets["model"] = model
     if scenario is not None:
         sets["scenario"] = scenario
-    p = {"recorder": {"frames": record_frames, "timeout": timeout}}
+    p: dict[str, dict[str, Any]] = {"recorder": {"frames": record_frames, "timeout": timeout}}
+    if sync != "free" and bag is None:
+        # a frame the simulator waits for must reach the vehicle: reliable camera QoS, not sensor data
+        p["vehicle"] = {"camera_qos": "reliable"}
     for node, vals in (params or {}).items():
         p.setdefault(node, {}).update(vals)
     if bag is not None:
@@ -123,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_pipeline(Path(args.out), vehicles=args.vehicles, profile=args.profile, model=model,
                                sim_frames=args.sim_frames, sim_rate=args.rate, record_frames=args.frames,
                                timeout=args.timeout, params=parse_params(args.param), scenario=args.scenario,
-                               bag=args.bag)
+                               bag=args.bag, sync=args.sync)
     except (GraphError, RuntimeError) as exc:
         raise CommandError(str(exc)) from None
     print(format_table(summary))
@@ -145,5 +151,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scenario", help="simulator scenario (default: configs/nodes/network.yaml)")
     p.add_argument("--bag", type=Path, help="replay this bag (looped) instead of running the simulator: its camera "
                                             "and semantic topics must be the ones the vehicle subscribes to")
+    p.add_argument("--sync", choices=("auto", "lockstep", "free"), default="auto",
+                   help="simulator sync mode: auto (default) waits for each frame's RSU outcome but keeps the camera "
+                        "rate where the machine is fast enough; lockstep always waits; free runs on the wall clock "
+                        "and drops what the pipeline cannot keep up with")
     p.add_argument("--param", action="append", default=[], metavar="NODE.PARAM=VALUE")
     p.set_defaults(func=run)

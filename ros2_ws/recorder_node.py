@@ -34,6 +34,9 @@ from sqgan_core.labels import NUM_CLASSES, colorize
 from sqgan_core.metrics import confusion, miou_from_confusion, psnr
 
 
+SETTLE_S = 3.0  # at most this long after the stop for the nodes' last counters
+
+
 class _Track:
     def __init__(self) -> None:
         self.sync: StampSync[Image, Image] = StampSync(0.0, max_pending=16)
@@ -78,6 +81,8 @@ class PipelineRecorder(Node):
         self.seg_pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (original, recon, truth), bounded
         self.diag: dict[str, dict[str, str]] = {}
         self.done = False
+        self.stopping: tuple[float, str] | None = None  # (when, why): waiting for the nodes' next /diagnostics
+        self.diag_after_stop: set[str] = set()
         self.create_subscription(Image, self.p["camera_topic"], self._on_camera, sensor_qos(10))
         self.create_subscription(Image, self.p["semantic_topic"], self._on_truth, sensor_qos(10))
         for v in self.vids:
@@ -101,7 +106,10 @@ class PipelineRecorder(Node):
         self._keep(self.truth, stamp_key(msg.header.stamp), msg)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
-        self.diag.update(parse_diagnostics(msg))
+        new = parse_diagnostics(msg)
+        self.diag.update(new)
+        if self.stopping is not None:
+            self.diag_after_stop.update(new)
 
     def _on_rsu(self, vid: int, msg: Image, is_image: bool) -> None:
         now = time.monotonic()
@@ -139,6 +147,15 @@ class PipelineRecorder(Node):
         if self.done:
             return
         now = time.monotonic()
+        if self.stopping is not None:
+            # Counters come every diagnostics period: wait (up to SETTLE_S) for one more report from the
+            # vehicles and the RSU, so the summary counts what was decoded up to the stop.
+            t_stop, reason = self.stopping
+            fresh = {p for p in ("sqgan vehicle:", "sqgan rsu:") if any(n.startswith(p) for n in self.diag_after_stop)}
+            if len(fresh) == 2 or now - t_stop > SETTLE_S:
+                self.done = True
+                self.summary = self.write_summary(reason)
+            return
         firsts = [t.first for t in self.tracks.values() if t.first is not None]
         lasts = [t.last for t in self.tracks.values() if t.last is not None]
         reason = None
@@ -152,10 +169,44 @@ class PipelineRecorder(Node):
             reason = f"no RSU output within {self.p['start_timeout']} s of start"
         if reason:
             self.get_logger().info(f"finishing: {reason}")
-            self.done = True
-            self.summary = self.write_summary(reason)
+            self.stopping = (now, reason)
 
     # -- summary --------------------------------------------------------------------------------
+    def _add_frame_accounting(self, summary: dict[str, Any]) -> None:
+        """Where every frame went: the share decoded, the rest by cause, and the simulator's sync mode
+        and real-time factor (from its "sqgan sim" /diagnostics, when a simulator runs)."""
+        sent, decoded = summary["frames_sent"], summary["frames_decoded"]
+        if sent:
+            summary["decoded_share"] = round(float(decoded or 0) / float(sent), 4)
+            lost = sum(float(summary[k] or 0) for k in ("frames_dropped_stale_at_rsu", "frames_lost_on_link"))
+            summary["frames_in_flight_at_stop"] = max(0.0, float(sent) - float(decoded or 0) - lost)
+        sim = self.diag.get("sqgan sim")
+        if sim is not None:
+            def val(k: str) -> Any:
+                v = sim.get(k)
+                try:
+                    return round(float(v), 4)
+                except (TypeError, ValueError):
+                    return v
+
+            summary["frames_camera"] = val("frames_published")
+            summary["frames_unsynced_at_vehicle"] = self._diag_sum("sqgan vehicle:", "frames_unsynced")
+            summary["sync"] = {k: val(k) for k in ("sync_mode", "real_time_factor", "sim_seconds", "wall_seconds",
+                                                  "lockstep_outcomes", "lockstep_timeouts", "lockstep_wait_s")
+                               if k in sim}
+            done = [summary["sync"].get(k) for k in ("lockstep_outcomes", "lockstep_timeouts")]
+            if all(isinstance(v, (int, float)) for v in done) and sum(done) > 0:
+                summary["sync"]["outcome_share"] = round(done[0] / sum(done), 4)
+        summary["notes"]["frames"] = (
+            "frames_sent = frames_decoded + frames_dropped_stale_at_rsu + frames_lost_on_link + "
+            "frames_in_flight_at_stop; frames_camera - frames_sent = frames_dropped_at_vehicle + camera frames that "
+            "never reached the vehicle (frames_unsynced_at_vehicle: images whose semantic partner never came), "
+            "plus any in flight; "
+            "decoded_share = frames_decoded / frames_sent")
+        summary["notes"]["sync"] = ("the simulator's sync mode; real_time_factor = simulated s / wall s; "
+                                    "lockstep_timeouts: frames whose RSU outcome never came (lost), the simulator went on; "
+                                    "outcome_share = lockstep_outcomes / (lockstep_outcomes + lockstep_timeouts)")
+
     def _diag_sum(self, prefix: str, key: str) -> float | None:
         vals = [float(v[key]) for name, v in self.diag.items() if name.startswith(prefix) and key in v]
         return sum(vals) if vals else None
@@ -252,6 +303,7 @@ class PipelineRecorder(Node):
             summary["notes"]["rate_control"] = ("per vehicle, from its last /diagnostics: the budget, the rate it sent "
                                                 "between its first and last frame, the budget it holds after the RSU's "
                                                 "feedback, and the setting of its last frame")
+        self._add_frame_accounting(summary)
         if summary["untrained"]:
             summary["notes"]["untrained"] = "random weights: rates and timings are real, psnr/miou are of noise"
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -284,7 +336,7 @@ def segmenter_miou(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], spec:
     return {"recon": miou_from_confusion(cm_recon), "orig": miou_from_confusion(cm_orig), "frames": len(pairs)}
 
 
-TABLE_KEYS = ("frames_sent", "frames_decoded", "packets_sent", "packets_lost", "mean_bpp", "miou_seg_recon",
+TABLE_KEYS = ("frames_sent", "frames_decoded", "decoded_share", "packets_sent", "packets_lost", "mean_bpp", "miou_seg_recon",
               "miou_seg_orig",
               "miou_shat", "psnr", "latency_ms_p50", "latency_ms_p95", "fps")
 
@@ -292,6 +344,10 @@ TABLE_KEYS = ("frames_sent", "frames_decoded", "packets_sent", "packets_lost", "
 def format_table(summary: dict[str, Any]) -> str:
     rows = [f"  {k:<18} {summary.get(k)!s:>12}" for k in TABLE_KEYS]
     head = f"pipeline summary ({summary.get('profile')}, model {summary.get('model')})"
+    sync = summary.get("sync")
+    if sync:
+        rows.append(f"  {'sync':<18} {sync.get('sync_mode')!s:>12}")
+        rows.append(f"  {'real_time_factor':<18} {sync.get('real_time_factor')!s:>12}")
     return "\n".join([head] + rows)
 
 

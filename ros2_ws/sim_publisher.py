@@ -15,6 +15,16 @@ need tf2_msgs, which every ROS 2 install has and PyPI does not: without it the n
 line and `tf_status`, and publishes the rest. The same topics come from the embedded simulator or a CARLA
 server: the `source` parameter (or the scenario's `source`) picks one, through sim.make_source.
 
+Sync modes (`sync_mode`), like CARLA's asynchronous and synchronous modes:
+  free      publish at `rate` on the wall clock whatever the pipeline does (measures real time)
+  lockstep  publish frame k+1 only once frame k's outcome is in: the RSU's image of that stamp on
+            every `/rsu/vehicle_<id>/image` of `lockstep_vehicle_ids`, or `lockstep_timeout` seconds
+            (a frame lost on the link; counted). No frame is then dropped for being late, and results
+            do not depend on how fast the machine is.
+  auto      lockstep paced at `rate`: real time where the pipeline keeps up, waiting where it cannot.
+Frames published, outcomes awaited, timeouts and the real-time factor (simulated seconds per wall
+second) go out on /diagnostics as "sqgan sim".
+
 Run: `sim_publisher --ros-args -p scenario:=rainy_night -p source:=embedded`.
 """
 from __future__ import annotations
@@ -28,17 +38,22 @@ import rclpy
 from geometry_msgs.msg import TransformStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
 from sqgan_core.labels import colorize
 from ros2_ws.image_conversions import convert, numpy_to_image
+from ros2_ws.node_common import diagnostic_array, diagnostic_status, image_qos
 from sim import SimFrame, make_source
+from sim.frame import TICK_SECONDS
 from sim.carla_tags import tags_to_palette
 from sim.scenario import ScenarioError, load_scenario
 from sim.tf_tree import FrameTransform, camera_mount_transforms, ego_transform
 
+SYNC_MODES = ("free", "lockstep", "auto")
+OUTCOME_TOPIC = "/rsu/vehicle_{id}/image"  # where the RSU publishes a vehicle's decoded frames
 TF_MISSING = "not published: tf2_msgs is not installed (it has no PyPI wheel; every ROS 2 install has it)"
 
 
@@ -108,7 +123,8 @@ class SimPublisher(Node):
             "role_name": "",                 # "" keeps the scenario's ego.role_name
             "rgb_sensor": "rgb_front",
             "semantic_sensor": "semantic_segmentation_front",
-            "rate": 20.0,                    # Hz of wall time; 0 = as fast as possible
+            "rate": 20.0,                    # camera Hz: wall-clock pacing, and each frame is 1/rate s of sim time
+                                             # (whole 0.05 s ticks, at least one); 0 = as fast as possible
             "frames": 0,                     # 0 = scenario duration, -1 = forever
             "publish_clock": True,
             "wait_for_subscribers": 0,       # hold the first frame until this many on each image topic and /clock
@@ -116,9 +132,13 @@ class SimPublisher(Node):
             "reliable": True,                # image_transport default; false = sensor-data QoS
             "carla_host": "",
             "carla_port": 0,
+            "sync_mode": "free",             # free | lockstep | auto (module docstring)
+            "lockstep_vehicle_ids": [0],     # whose RSU outcome a lockstep frame waits for
+            "lockstep_timeout": 5.0,         # s of wall time; then the frame counts as lost and the sim goes on
+            "diagnostics_period": 1.0,
         }
         numeric = {"seed": int, "rate": float, "frames": int, "wait_for_subscribers": int, "wait_timeout": float,
-                   "carla_port": int}
+                   "carla_port": int, "lockstep_timeout": float, "diagnostics_period": float}
         p: dict[str, Any] = {}
         for name, default in defaults.items():
             if name in numeric:
@@ -132,6 +152,12 @@ class SimPublisher(Node):
                 self.declare_parameter(name, default)
                 p[name] = self.get_parameter(name).value
         self.params = p
+        if p["sync_mode"] not in SYNC_MODES:
+            raise ValueError(f"parameter sync_mode={p['sync_mode']!r}: use one of {', '.join(SYNC_MODES)}")
+        if p["lockstep_timeout"] <= 0 or p["diagnostics_period"] <= 0:
+            raise ValueError("parameters lockstep_timeout and diagnostics_period must be > 0")
+        if p["sync_mode"] != "free" and not p["lockstep_vehicle_ids"]:
+            raise ValueError(f"sync_mode {p['sync_mode']} needs lockstep_vehicle_ids (whose outcome to wait for)")
         cfg = load_scenario(p["scenario"])
         over: dict[str, Any] = {}
         if p["source"]:
@@ -145,7 +171,11 @@ class SimPublisher(Node):
         if p["carla_port"]:
             over["carla.port"] = p["carla_port"]
         self.cfg = cfg.replace(**over) if over else cfg
-        self.limit = self.cfg.frames if p["frames"] == 0 else (None if p["frames"] < 0 else int(p["frames"]))
+        # the camera frame rate in simulated time: 10 Hz renders every second 0.05 s tick, like a 10 Hz
+        # sensor_tick on a 20 Hz CARLA world, so /clock runs at wall speed when the pipeline keeps up
+        self.ticks_per_frame = max(1, int(round(1.0 / (p["rate"] * TICK_SECONDS)))) if p["rate"] > 0 else 1
+        self.limit = (-(-self.cfg.frames // self.ticks_per_frame) if p["frames"] == 0 else
+                      (None if p["frames"] < 0 else int(p["frames"])))
         role = self.cfg.ego.role_name
         qos = QoSProfile(depth=10 if p["reliable"] else 5, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE if p["reliable"] else ReliabilityPolicy.BEST_EFFORT)
@@ -162,11 +192,76 @@ class SimPublisher(Node):
         self.published = 0
         self.publish_errors = 0
         self.done = False
+        self._setup_sync()
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self.get_logger().info(f"publishing {self.cfg.source} scenario '{self.cfg.name}' (seed {self.cfg.seed}) on "
-                               f"{base['rgb_sensor']}/image and {base['semantic_sensor']}/image")
+                               f"{base['rgb_sensor']}/image and {base['semantic_sensor']}/image, "
+                               f"sync mode {p['sync_mode']}")
         self._wait_subscribers()
         period = 1.0 / p["rate"] if p["rate"] > 0 else 0.0
+        if p["sync_mode"] == "lockstep":
+            period = 0.005  # the next frame goes out as soon as the last one's outcome is in
         self.timer = self.create_timer(period, self._tick)
+
+    # -- lock-step ----------------------------------------------------------------------------------
+    def _setup_sync(self) -> None:
+        """Subscriptions to the outcome topics (lockstep, auto): the RSU's decoded image per vehicle."""
+        self.sync = self.params["sync_mode"]
+        self.awaiting: tuple[int, int] | None = None  # the stamp whose outcome is still out
+        self.await_since = 0.0
+        self.outcomes: dict[int, set[tuple[int, int]]] = {}
+        self.lockstep_outcomes = self.lockstep_timeouts = 0
+        self.wall_start: float | None = None
+        self.sim_start: float | None = None
+        self.sim_last = 0.0
+        self.wait_s = 0.0  # wall time spent waiting for outcomes
+        if self.sync == "free":
+            return
+        for vid in self.params["lockstep_vehicle_ids"]:
+            vid = int(vid)
+            self.outcomes[vid] = set()
+            self.create_subscription(Image, OUTCOME_TOPIC.format(id=vid),
+                                     lambda m, v=vid: self._on_outcome(v, m), image_qos())
+
+    def _on_outcome(self, vid: int, msg: Image) -> None:
+        seen = self.outcomes[vid]
+        seen.add((msg.header.stamp.sec, msg.header.stamp.nanosec))
+        if len(seen) > 256:  # only the newest stamps matter
+            for k in sorted(seen)[:-128]:
+                seen.discard(k)
+
+    def _outcome_pending(self) -> bool:
+        """True while the last frame's outcome is neither in nor timed out."""
+        if self.awaiting is None:
+            return False
+        if all(self.awaiting in seen for seen in self.outcomes.values()):
+            self.lockstep_outcomes += 1
+        elif time.monotonic() - self.await_since > float(self.params["lockstep_timeout"]):
+            self.lockstep_timeouts += 1
+            self.get_logger().warning(f"no RSU outcome for the frame at {self.awaiting[0]}.{self.awaiting[1]:09d} "
+                                      f"within {self.params['lockstep_timeout']:g} s (lost on the link?); going on; "
+                                      f"{self.lockstep_timeouts} so far", throttle_duration_sec=5.0)
+        else:
+            return True
+        self.wait_s += time.monotonic() - self.await_since
+        self.awaiting = None
+        return False
+
+    def sync_stats(self) -> dict[str, Any]:
+        wall = time.monotonic() - self.wall_start if self.wall_start is not None else 0.0
+        sim = self.sim_last - self.sim_start if self.sim_start is not None else 0.0
+        out: dict[str, Any] = {"frames_published": self.published, "publish_errors": self.publish_errors,
+                               "sync_mode": self.sync, "sim_seconds": round(sim, 3), "wall_seconds": round(wall, 3),
+                               "real_time_factor": round(sim / wall, 4) if wall > 0 and self.published > 1 else "n/a"}
+        if self.sync != "free":
+            out.update({"lockstep_outcomes": self.lockstep_outcomes, "lockstep_timeouts": self.lockstep_timeouts,
+                        "lockstep_wait_s": round(self.wait_s, 3)})
+        return out
+
+    def _publish_diagnostics(self) -> None:
+        self._publish(self.pub_diag, diagnostic_array(self.get_clock().now().to_msg(),
+                                                      [diagnostic_status("sqgan sim", "sim", self.sync_stats())]))
 
     def _setup_tf(self, role: str) -> None:
         """Publishers of /tf (the ego pose each frame) and /tf_static (the camera mounts, sent once and kept
@@ -191,16 +286,25 @@ class SimPublisher(Node):
         self.tf_status = "published"
 
     def _wait_subscribers(self) -> None:
+        """Hold the first frame until `wait_for_subscribers` subscribers are on each image topic (and
+        /clock), and, in lockstep and auto modes, until the pipeline is up: someone subscribes to the
+        camera and the RSU publishes every awaited outcome topic. A first frame sent into a graph still
+        loading its models would only time out."""
         need = int(self.params["wait_for_subscribers"])
-        if need <= 0:
-            return
-        deadline = time.monotonic() + float(self.params["wait_timeout"])
         pubs = list(self.pub_img.values()) + ([self.pub_clock] if self.pub_clock is not None else [])
+        outcome_topics = [OUTCOME_TOPIC.format(id=v) for v in self.outcomes]
+        if need <= 0 and not outcome_topics:
+            return
+        need_subs = max(need, 1 if outcome_topics else 0)
+        deadline = time.monotonic() + float(self.params["wait_timeout"])
         while time.monotonic() < deadline:
-            if all(pub.get_subscription_count() >= need for pub in pubs):
+            if all(pub.get_subscription_count() >= need_subs for pub in pubs) and \
+                    all(self.count_publishers(t) >= 1 for t in outcome_topics):
                 return
             time.sleep(0.05)
-        self.get_logger().warning(f"fewer than {need} subscriber(s) after {self.params['wait_timeout']} s; publishing anyway")
+        self.get_logger().warning(f"the pipeline is not up after {self.params['wait_timeout']} s "
+                                  f"(subscribers: {[pub.get_subscription_count() for pub in pubs]}, RSU outcome "
+                                  f"publishers: {[self.count_publishers(t) for t in outcome_topics]}); publishing anyway")
 
     def _publish(self, pub, msg) -> None:
         try:
@@ -228,13 +332,22 @@ class SimPublisher(Node):
         ids.header.frame_id = self.frame_ids["semantic_sensor"]
         self._publish(self.pub_train_ids, ids)
         self.published += 1
+        now = time.monotonic()
+        if self.wall_start is None:
+            self.wall_start, self.sim_start = now, frame.stamp
+        self.sim_last = frame.stamp
+        if self.sync != "free":
+            self.awaiting, self.await_since = (stamp.sec, stamp.nanosec), now
 
     def _tick(self) -> None:
-        if self.done:
+        if self.done or self._outcome_pending():
             return
         if self.limit is not None and self.published >= self.limit:
             self.finish()
             return
+        if self.published:
+            for _ in range(self.ticks_per_frame - 1):
+                self.source.skip()
         self.publish_frame(self.source.step())
 
     def finish(self) -> None:
@@ -248,8 +361,11 @@ class SimPublisher(Node):
                 pub.wait_for_all_acked(rclpy.duration.Duration(seconds=5.0))
             except Exception:  # noqa: BLE001 - best-effort publishers have nothing to wait for
                 pass
+        self._publish_diagnostics()
+        st = self.sync_stats()
         self.get_logger().info(f"published {self.published} frames ({self.publish_errors} publish errors; "
-                               f"/tf {self.tf_status})")
+                               f"/tf {self.tf_status}; real-time factor {st['real_time_factor']}"
+                               + (f", {self.lockstep_timeouts} lockstep timeouts)" if self.sync != "free" else ")"))
 
     def destroy_node(self) -> None:
         src = getattr(self, "source", None)  # absent when __init__ failed

@@ -106,6 +106,10 @@ class _VehicleState:
     def __init__(self) -> None:
         self.partials: OrderedDict[int, _Partial] = OrderedDict()
         self.last_emitted: int | None = None
+        # the last frame released before an idle reset: a stream that resumes a few frames later (the
+        # frames in between lost on the link, e.g. while a lock-step simulator waited for them) still has
+        # those frames counted as unseen; a restarted sender's jump back or far ahead is not a gap
+        self.emitted_before_reset: int | None = None
         self.last_seen: float | None = None
         self.buffered = 0
         # seq -> (packet indices still missing that the frame needed, spare info copies not yet seen)
@@ -198,6 +202,8 @@ class FrameAssembler:
         st.partials.clear()
         st.closed.clear()
         st.buffered = 0
+        if st.last_emitted is not None:
+            st.emitted_before_reset = st.last_emitted
         st.last_emitted = None
         st.stats.resets += 1
 
@@ -327,6 +333,11 @@ class FrameAssembler:
                 gap = seq_diff(first_seq, st.last_emitted) - 1
                 if 0 < gap <= 1000:
                     st.stats.frames_unseen += gap
+            elif st.emitted_before_reset is not None:
+                gap = seq_diff(first_seq, st.emitted_before_reset) - 1
+                if 0 < gap <= self.stale_window:
+                    st.stats.frames_unseen += gap
+            st.emitted_before_reset = None
             st.last_emitted = first_seq
             frame = self._finish(vid, part) if part.masks is not None else None
             missing = set(range(part.count)) - part.received

@@ -250,3 +250,75 @@ def test_source_parameter_switches_to_carla_bridge(tmp_path, ros_env):
 
     colours = {tuple(c) for c in to_rgb(image_to_numpy(got[-1]), "bgra8").reshape(-1, 3).tolist()}
     assert (157, 234, 50) in colours and (128, 64, 128) in colours  # RoadLines beside Roads
+
+
+def test_lockstep_waits_for_each_outcome_and_times_out_on_a_lost_one(tmp_path, ros_env):
+    """sync_mode lockstep: frame k+1 goes out only once the RSU's outcome of frame k is in (here an
+    echo of its stamp on /rsu/vehicle_0/image), or after lockstep_timeout; a frame at 10 Hz advances
+    simulated time 0.1 s; the timeout and the real-time factor are on /diagnostics."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from ros2_ws.node_common import image_qos, parse_diagnostics
+
+    scen = tmp_path / "rostest.yaml"
+    scen.write_text(SCENARIO)
+    rclpy.init()
+    node = rclpy.create_node("lockstep_test")
+    frames: list[tuple[float, object]] = []  # (arrival, msg)
+    diag: dict = {}
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    node.create_subscription(Image, "/carla/hero/rgb_front/image", lambda m: frames.append((time.monotonic(), m)), qos)
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diag.update(parse_diagnostics(m)), 50)
+    outcome = node.create_publisher(Image, "/rsu/vehicle_0/image", image_qos())
+    proc = subprocess.Popen([sys.executable, "-m", "ros2_ws.sim_publisher", "--ros-args", "-p",
+                             f"scenario:={scen}", "-p", "role_name:=hero", "-p", "rate:=10", "-p", "frames:=5",
+                             "-p", "sync_mode:=lockstep", "-p", "lockstep_timeout:=1.5",
+                             "-p", "diagnostics_period:=0.2"],
+                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    answered: list[float] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            rclpy.spin_once(node, timeout_sec=0.05)
+            if len(frames) > len(answered):
+                t_arr, msg = frames[len(answered)]
+                answered.append(time.monotonic())
+                if len(answered) == 3:
+                    continue  # frame 3 is "lost": no outcome, the simulator must time out and go on
+                time.sleep(0.4)  # a slow RSU: the simulator must wait, not run ahead
+                echo = Image()
+                echo.header.stamp = msg.header.stamp
+                outcome.publish(echo)
+        t_end = time.monotonic() + 3
+        while time.monotonic() < t_end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        node.destroy_node()
+        rclpy.shutdown()
+    log = out.decode(errors="replace")
+    assert proc.returncode == 0, log
+    assert len(frames) == 5, log
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in frames]
+    assert np.allclose(np.diff(stamps), 0.1)  # 10 Hz camera: two 0.05 s ticks per frame
+    gaps = np.diff([t for t, _ in frames])
+    assert all(g > 0.35 for g in gaps), gaps  # never ahead of the outcome
+    assert gaps[2] > 1.4, gaps  # frame 3's outcome never came: the timeout, then frame 4
+    sim = diag["sqgan sim"]
+    assert sim["sync_mode"] == "lockstep" and sim["frames_published"] == "5", sim
+    assert sim["lockstep_timeouts"] == "1" and sim["lockstep_outcomes"] == "4", sim
+    assert 0 < float(sim["real_time_factor"]) < 1.0, sim
+    assert "no RSU outcome for the frame at 0.200000000" in log, log
+
+
+def test_bad_sync_mode_is_one_clear_line(tmp_path, ros_env):
+    scen = tmp_path / "rostest.yaml"
+    scen.write_text(SCENARIO)
+    p = subprocess.run([sys.executable, "-m", "ros2_ws.sim_publisher", "--ros-args", "-p", f"scenario:={scen}",
+                        "-p", "sync_mode:=synchronous"], env=ros_env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "sync_mode='synchronous': use one of free, lockstep, auto" in p.stderr, p.stderr

@@ -210,6 +210,18 @@ def test_sequence_wraps_and_restart_is_detected():
     assert asm.stats(3).resets == 2
 
 
+def test_frames_lost_across_an_idle_pause_are_counted_unseen_but_a_restart_is_not_a_gap():
+    """A lock-step simulator waits seconds for a frame lost on the link, so the stream pauses longer
+    than idle_reset: the frames missing when it resumes were lost, and must be counted as such."""
+    asm = assembler(idle_reset=1.0)
+    feed(asm, packetize(seq=10)[3], now=0.0)
+    assert [f.seq for f in feed(asm, packetize(seq=12)[3], now=5.0)] == [12]  # frame 11 never arrived
+    assert asm.stats(3).frames_unseen == 1
+    feed(asm, packetize(seq=3)[3], now=10.0)  # a restarted vehicle, sequence numbers from scratch
+    feed(asm, packetize(seq=30000)[3], now=15.0)  # or from a new random start
+    assert asm.stats(3).frames_unseen == 1
+
+
 def test_memory_is_bounded_per_vehicle_and_in_vehicles():
     asm = assembler(max_frames_in_flight=3, max_vehicles=4)
     for s in range(50):
