@@ -8,6 +8,13 @@ import socket
 import pytest
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+# Every participant of the test session, in this process and in the nodes it starts, announces itself
+# as the graph's nodes do (configs/dds/fastdds_fast_discovery.xml: every 0.25 s). Fast DDS reads its
+# default profile once per process, at the first participant: set later (by one test), the in-process
+# probes of the other tests would keep Fast DDS's 3 s announcement period, and a restarted node would
+# take up to 3 s to see them.
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "dds", "fastdds_fast_discovery.xml"))
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(100, 200)))
 
 
