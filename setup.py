@@ -56,6 +56,7 @@ setup(
             "link_emulator = sqgan_core.transport.emulator:main",
             "vehicle_encoder = ros2_ws.vehicle_node:main",
             "rsu_decoder = ros2_ws.rsu_node:main",
+            "rsu_hazards = ros2_ws.hazard_node:main",
             "pipeline_recorder = ros2_ws.recorder_node:main",
         ],
         "sqgan.commands": [

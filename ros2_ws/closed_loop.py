@@ -95,6 +95,7 @@ def run_scenario(scenario: Any, settings: LoopSettings, *, codec: Any = None, se
 
     from sim import make_source
     from sim.frame import TICK_SECONDS
+    from sim.outcome import ScenarioJudge
     from sim.scenario import ScenarioConfig, load_scenario
     from sqgan_core.safety import HazardConfig, HazardDetector, HazardWarning
     from sqgan_core.streaming.assembler import FrameAssembler
@@ -139,20 +140,16 @@ def run_scenario(scenario: Any, settings: LoopSettings, *, codec: Any = None, se
     ticks_per_frame = max(1, int(round(1.0 / (settings.camera_hz * TICK_SECONDS))))
     duration = cfg.duration if settings.max_seconds is None else min(cfg.duration, settings.max_seconds)
     n_ticks = int(round(duration / TICK_SECONDS))
-    cruise = float(cfg.ego.speed)
     captured: dict[int, float] = {}  # frame seq -> capture time
     pending: list[tuple[float, int, np.ndarray, np.ndarray | None]] = []  # (ready time, seq, labels, image)
     last_warning_at = -math.inf
-    t_visible = t_warning = None
-    min_dist: float | None = None
-    false_warnings = warnings_sent = 0
+    judge = ScenarioJudge(float(cfg.ego.speed),
+                          float(getattr(getattr(cfg, "pass_criteria", None), "stop_margin_m", 1.0) or 1.0),
+                          settings.path_half_width)
+    warnings_sent = 0
     by_type: dict[str, int] = {}
-    false_stop = stopped = False
-    hazard_type = None
     sent = decoded = 0
     bits = pixels = 0
-    passed_conflict_while_blocking = False
-    margin = float(getattr(getattr(cfg, "pass_criteria", None), "stop_margin_m", 1.0) or 1.0)
 
     def rsu_sees(t_ready: float, seq: int, labels: np.ndarray, image: np.ndarray | None) -> None:
         nonlocal warnings_sent
@@ -165,14 +162,6 @@ def run_scenario(scenario: Any, settings: LoopSettings, *, codec: Any = None, se
             warnings_sent += 1
             by_type[w.type] = by_type.get(w.type, 0) + 1
             down.offer(w.to_dict(), 64, t_ready + settings.rsu_ms / 1000)
-
-    def in_path(hz: dict[str, Any]) -> bool:
-        """Visible and in the ego's path: a red light facing it, or a person or cyclist within
-        `path_half_width` of its path (not yet on the kerb, where nobody should brake)."""
-        if not hz.get("visible"):
-            return False
-        lateral = hz.get("lateral")
-        return hz.get("type") == "red_light" or lateral is None or abs(float(lateral)) <= settings.path_half_width
 
     try:
         bar = tqdm(range(n_ticks), desc=f"{cfg.name} {settings.codec} {profile.name}", unit="tick",
@@ -226,61 +215,28 @@ def run_scenario(scenario: Any, settings: LoopSettings, *, codec: Any = None, se
             pending.clear()
             # -- warnings reach the vehicle ------------------------------------------------------
             hazards = src.hazard_state() if hasattr(src, "hazard_state") else []
-            visible_now = any(in_path(hz) for hz in hazards)
             for msg in down.due(t):
                 try:
                     HazardWarning.from_dict(msg)
                 except ValueError:
                     continue
                 last_warning_at = t
-                if t_visible is not None and t_warning is None:
-                    t_warning = t
-                if t_visible is None and not visible_now and not any(hz.get("visible") for hz in hazards):
-                    false_warnings += 1  # nothing to warn about was in view at all
+                judge.warning(t, hazards)
             src.set_brake(t - last_warning_at <= settings.hold_s)
             # -- the outcome -------------------------------------------------------------------------
-            ego = src.ego_state()
-            for hz in hazards:
-                hazard_type = hazard_type or hz.get("type")
-                if in_path(hz) and t_visible is None:
-                    t_visible = t
-                if hz.get("blocking") and hz.get("distance") is not None:
-                    dist = float(hz["distance"])
-                    if dist > -5.0:  # not long passed
-                        min_dist = dist if min_dist is None else min(min_dist, dist)
-                    if dist < margin and ego["speed"] > 0.1:
-                        passed_conflict_while_blocking = True
-            if ego["speed"] < 0.1:
-                stopped = True
-            if (ego["speed"] < 0.5 * cruise and tick * TICK_SECONDS > 2.0
-                    and not any(hz.get("visible") or hz.get("triggered") for hz in hazards)):
-                false_stop = True  # slowed hard with nothing to brake for in view
+            judge.tick(t, hazards, src.ego_state())
         bar.close()
     finally:
         getattr(src, "close", lambda: None)()
 
-    if hazard_type is None:  # the control: warnings there are counted; a stop they cause fails it
-        passed = not false_stop
-        reason = (f"no false stop ({false_warnings} false warnings)" if passed else
-                  f"false stop after {false_warnings} false warnings")
-    elif false_stop:
-        passed, reason = False, f"false stop before the hazard ({false_warnings} false warnings)"
-    elif passed_conflict_while_blocking:
-        passed, reason = False, f"reached the conflict point (closer than {margin:g} m) while it was blocked"
-    elif t_warning is None:
-        passed, reason = False, "never warned"
-    else:
-        passed, reason = True, f"stopped {min_dist:.1f} m before the conflict point" if min_dist is not None else "stopped"
+    v = judge.verdict()
     link = {f"up_{k}": int(v) for k, v in sorted(up.stats.items())}
     link.update({f"down_{k}": int(v) for k, v in sorted(down.stats.items())})
     return ScenarioOutcome(
-        scenario=cfg.name, codec=settings.codec, profile=profile.name, passed=passed, reason=reason,
-        hazard=hazard_type, t_visible=t_visible, t_warning=t_warning,
-        warning_latency_ms=None if (t_visible is None or t_warning is None) else round(1000 * (t_warning - t_visible), 1),
-        min_distance_m=None if min_dist is None else round(min_dist, 2), stopped=stopped,
-        false_warnings=false_warnings, false_stop=false_stop, frames_sent=sent, frames_decoded=decoded,
+        scenario=cfg.name, codec=settings.codec, profile=profile.name, **v.to_dict(), frames_sent=sent,
+        frames_decoded=decoded,
         frames_lost=sent - decoded, bpp_wire=round(bits / pixels, 5) if pixels else None,
-        warnings_sent=warnings_sent, warnings_lost=int(down.stats.get("dropped_total", 0)), warnings_by_type=by_type,
+        warnings_sent=warnings_sent, warnings_lost=down.dropped(), warnings_by_type=by_type,
         seconds=round(n_ticks * TICK_SECONDS, 2), link=link)
 
 

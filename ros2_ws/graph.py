@@ -21,13 +21,13 @@ from sqgan_core.errors import InputError
 
 GRAPHS: dict[str, tuple[str, ...]] = {
     "vehicle": ("vehicle",),
-    "rsu": ("rsu",),
+    "rsu": ("rsu", "hazards"),
     "link": ("link",),
-    "pipeline": ("sim", "link", "rsu", "vehicle"),
+    "pipeline": ("sim", "link", "rsu", "hazards", "vehicle"),
     # the pipeline fed by `sqgan bag play` instead of the simulator (rosbag replay)
-    "replay": ("link", "rsu", "vehicle"),
-    "demo": ("sim", "link", "rsu", "vehicle", "recorder"),
-    "demo_replay": ("link", "rsu", "vehicle", "recorder"),
+    "replay": ("link", "rsu", "hazards", "vehicle"),
+    "demo": ("sim", "link", "rsu", "hazards", "vehicle", "recorder"),
+    "demo_replay": ("link", "rsu", "hazards", "vehicle", "recorder"),
 }
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -167,8 +167,8 @@ def build(graph: str, *, vehicles: int = 1, sets: dict[str, Any] | None = None,
         raise GraphError(f"vehicles must be 1..64, got {vehicles}")
     params = params or {}
     for node in params:
-        if node not in ("sim", "link", "rsu", "vehicle", "recorder"):
-            raise GraphError(f"--param {node}.*: no node {node!r} (sim, link, rsu, vehicle, recorder)")
+        if node not in ("sim", "link", "rsu", "hazards", "vehicle", "recorder"):
+            raise GraphError(f"--param {node}.*: no node {node!r} (sim, link, rsu, hazards, vehicle, recorder)")
     ctx = context(root, sets)
     ids = list(range(int(ctx.get("first_vehicle_id", 0)), int(ctx.get("first_vehicle_id", 0)) + vehicles))
     ctx.setdefault("vehicle_ids", ids)

@@ -85,6 +85,21 @@ def parse_diagnostics(msg: Any) -> dict[str, dict[str, str]]:
     return {st.name: {kv.key: kv.value for kv in st.values} for st in msg.status}
 
 
+def load_segmenter(spec: str) -> Any:
+    """The vehicle's segmenter: (callable RGB -> trainIds, "") or (None, reason). `spec` is a
+    checkpoint path; empty means the shipped one."""
+    try:
+        from sqgan_core.segmentation.segmenter import Segmenter, SegmenterError
+    except ImportError as exc:
+        return None, f"mmsegmentation is not installed: {exc}"
+    try:
+        return Segmenter.load(spec or None), ""
+    except (SegmenterError, ImportError) as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - any failure to load is reported, not fatal
+        return None, f"segmenter {spec!r} failed to load: {exc}"
+
+
 def run_node(make_node: Any, name: str, startup_errors: tuple[type[BaseException], ...],
              args: list[str] | None = None) -> int:
     """rclpy.init, build the node, spin until Ctrl-C or shutdown, clean up. A start-up error the user

@@ -177,13 +177,16 @@ class PipelineRecorder(Node):
         and real-time factor (from its "sqgan sim" /diagnostics, when a simulator runs)."""
         sent, decoded = summary["frames_sent"], summary["frames_decoded"]
         if sent:
-            summary["decoded_share"] = round(float(decoded or 0) / float(sent), 4)
             lost = sum(float(summary[k] or 0) for k in ("frames_dropped_stale_at_rsu", "frames_lost_on_link"))
             summary["frames_in_flight_at_stop"] = max(0.0, float(sent) - float(decoded or 0) - lost)
+            judged = float(decoded or 0) + lost
+            summary["decoded_share"] = round(float(decoded or 0) / judged, 4) if judged else None
         sim = self.diag.get("sqgan sim")
         if sim is not None:
             def val(k: str) -> Any:
                 v = sim.get(k)
+                if v in ("True", "False"):
+                    return v == "True"
                 try:
                     return round(float(v), 4)
                 except (TypeError, ValueError):
@@ -194,6 +197,12 @@ class PipelineRecorder(Node):
             summary["sync"] = {k: val(k) for k in ("sync_mode", "real_time_factor", "sim_seconds", "wall_seconds",
                                                   "lockstep_outcomes", "lockstep_timeouts", "lockstep_wait_s")
                                if k in sim}
+            scenario = {k[len("scenario_"):]: val(k) for k in sim if k.startswith("scenario_")}
+            if scenario:
+                summary["scenario"] = scenario
+            closed = {k: val(k) for k in sim if k.startswith(("warnings_", "brake_"))}
+            if closed:
+                summary["closed_loop"] = closed
             done = [summary["sync"].get(k) for k in ("lockstep_outcomes", "lockstep_timeouts")]
             if all(isinstance(v, (int, float)) for v in done) and sum(done) > 0:
                 summary["sync"]["outcome_share"] = round(done[0] / sum(done), 4)
@@ -202,7 +211,8 @@ class PipelineRecorder(Node):
             "frames_in_flight_at_stop; frames_camera - frames_sent = frames_dropped_at_vehicle + camera frames that "
             "never reached the vehicle (frames_unsynced_at_vehicle: images whose semantic partner never came), "
             "plus any in flight; "
-            "decoded_share = frames_decoded / frames_sent")
+            "decoded_share = frames_decoded / (frames_decoded + frames_dropped_stale_at_rsu + frames_lost_on_link): "
+            "of the frames sent whose fate is known at the stop")
         summary["notes"]["sync"] = ("the simulator's sync mode; real_time_factor = simulated s / wall s; "
                                     "lockstep_timeouts: frames whose RSU outcome never came (lost), the simulator went on; "
                                     "outcome_share = lockstep_outcomes / (lockstep_outcomes + lockstep_timeouts)")

@@ -13,6 +13,12 @@ Publishes per vehicle, with the camera's header stamp and frame_id:
   /rsu/vehicle_<id>/semantic         sensor_msgs/Image mono8 trainIds (255 = void)
   /rsu/vehicle_<id>/semantic_color   sensor_msgs/Image rgb8, Cityscapes palette
 and per-vehicle statistics on /diagnostics (frames, packets lost, bpp, latency).
+
+With `hazard_forwarding`, it subscribes to /rsu/vehicle_<id>/hazards (the RSU hazard node's verdicts,
+ros2_ws/hazard_node.py) and sends those with warnings to that vehicle over the back channel, through
+the link model of `downlink_profile` (loss, delay, bandwidth as configs/links/<profile>.yaml), so a
+warning reaches the vehicle as the radio would deliver it. Counted: verdicts, warnings forwarded,
+lost on the downlink, malformed verdicts.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ import zmq
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 
 from ros2_ws.image_conversions import numpy_to_image
 from sqgan_core.transport.keys import KeyFileError
@@ -106,10 +113,13 @@ class RsuDecoder(Node):
         d("conceal_threshold", 0.0)
         d("conceal_mode", "soft")  # soft | soft_masked | hard (docs/concealment.md)
         d("feedback_endpoint", "")  # the back channel to the vehicles' rate controllers ("" = none)
+        d("hazard_forwarding", False)  # forward /rsu/vehicle_<id>/hazards warnings over the back channel
+        d("downlink_profile", "")  # link profile the warnings cross ("" = delivered at once)
         p = {n: self.get_parameter(n).value for n in (
             "endpoint", "secret_key", "allow_dir", "model", "device", "max_vehicles", "max_frames_in_flight",
             "frame_timeout", "idle_reset", "max_packet_bytes", "max_tokens", "publish_semantic_color",
-            "torch_threads", "diagnostics_period", "concealment", "concealer", "conceal_passes", "conceal_threshold", "conceal_mode", "feedback_endpoint")}
+            "torch_threads", "diagnostics_period", "concealment", "concealer", "conceal_passes", "conceal_threshold", "conceal_mode", "feedback_endpoint",
+            "hazard_forwarding", "downlink_profile")}
         self.p = p
         if not p["secret_key"] or not p["allow_dir"]:
             raise ValueError("secret_key and allow_dir are required (generate keys with `sqgan keys`)")
@@ -124,6 +134,14 @@ class RsuDecoder(Node):
         if p["conceal_mode"] not in MODES:
             raise ValueError(f"parameter conceal_mode={p['conceal_mode']!r}: use one of {', '.join(MODES)}")
         self.counts: Counter[str] = Counter()
+        if p["hazard_forwarding"] and not p["feedback_endpoint"]:
+            raise ValueError("hazard_forwarding needs feedback_endpoint (the back channel the warnings go over)")
+        self.downlink = None
+        if p["hazard_forwarding"] and p["downlink_profile"]:
+            from sqgan_core.transport.channel import load_profile
+            from sqgan_core.transport.shaper import LinkShaper
+
+            self.downlink = LinkShaper(load_profile(p["downlink_profile"]))  # ProfileError names the file
         sel = select_concealer(p["concealment"], p["concealer"] or None, codec.model_id, device=p["device"],
                                passes=int(p["conceal_passes"]), threshold=float(p["conceal_threshold"]),
                                mode=p["conceal_mode"])
@@ -155,6 +173,8 @@ class RsuDecoder(Node):
         self.rx_thread.start()
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        if self.downlink is not None:
+            self.create_timer(0.005, self._release_downlink)
         # Publishers for every vehicle the allow-list names, up front: subscribers discover them while
         # the RSU starts, so a restarted RSU's first frames are not lost to discovery.
         for peer in self.receiver.peers.values():
@@ -190,6 +210,9 @@ class RsuDecoder(Node):
             out = self.out.get(vid)
             if out is None:
                 out = self.out[vid] = _VehicleOut(self, vid)
+                if self.p["hazard_forwarding"]:
+                    self.create_subscription(String, f"{topic_prefix(vid)}/hazards",
+                                             lambda m, v=vid: self._on_verdict(v, m), 50)
                 self.get_logger().info(f"new vehicle {vid}: publishing on {topic_prefix(vid)}/...")
             return out
 
@@ -227,6 +250,39 @@ class RsuDecoder(Node):
         self.counts["decode_errors"] += 1
         self.get_logger().error(f"vehicle {vid}: decode failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
 
+    # -- hazard warnings back to the vehicles -----------------------------------------------------
+    def _on_verdict(self, vid: int, msg: String) -> None:
+        """A hazard node's verdict on one of this vehicle's frames: those with warnings go back to it."""
+        import json
+
+        from sqgan_core.safety import parse_verdict
+
+        self.counts["hazard_verdicts"] += 1
+        try:
+            v, stamp, warnings = parse_verdict(json.loads(msg.data))
+            if v != vid:
+                raise ValueError(f"verdict for vehicle {v} on vehicle {vid}'s topic")
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            self.counts["hazard_malformed"] += 1
+            self.get_logger().warning(f"hazard verdict refused: {exc}", throttle_duration_sec=5.0)
+            return
+        if not warnings:
+            return
+        report = {"kind": "hazard", "vehicle_id": vid, "stamp": stamp, "warnings": [w.to_dict() for w in warnings]}
+        self.counts["hazard_warnings_forwarded"] += 1
+        if self.downlink is None:
+            self._send_warning(vid, report)
+        else:
+            self.downlink.offer((vid, report), len(msg.data), time.monotonic())
+
+    def _release_downlink(self) -> None:
+        for vid, report in self.downlink.due(time.monotonic()):
+            self._send_warning(vid, report)
+
+    def _send_warning(self, vid: int, report: dict[str, Any]) -> None:
+        self.feedback.publish(vid, report)
+        self.counts["hazard_warnings_sent"] += 1
+
     # -- diagnostics ----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Per-vehicle and RSU-wide counters (what /diagnostics carries)."""
@@ -238,6 +294,8 @@ class RsuDecoder(Node):
             rsu["concealment"] = self.concealer.name
             if self.feedback is not None:
                 rsu.update(self.feedback.stats)
+            if self.downlink is not None:
+                rsu["hazard_downlink_lost"] = self.downlink.dropped()
             rsu.update({f"conceal_{k}": v for k, v in self.concealer.stats.as_dict().items() if v is not None})
             vehicles = {}
             for vid in set(self.out) | set(self.assembler.vehicles):
@@ -305,7 +363,10 @@ class RsuDecoder(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(RsuDecoder, "rsu_decoder", (ModelSpecError, KeyFileError, ValueError, zmq.ZMQError), args)
+    from sqgan_core.transport.channel import ProfileError
+
+    return run_node(RsuDecoder, "rsu_decoder", (ModelSpecError, KeyFileError, ValueError, ProfileError, zmq.ZMQError),
+                    args)
 
 
 if __name__ == "__main__":

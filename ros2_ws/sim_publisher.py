@@ -22,6 +22,15 @@ Sync modes (`sync_mode`), like CARLA's asynchronous and synchronous modes:
             (a frame lost on the link; counted). No frame is then dropped for being late, and results
             do not depend on how fast the machine is.
   auto      lockstep paced at `rate`: real time where the pipeline keeps up, waiting where it cannot.
+With `lockstep_outcome: hazards` the outcome is the RSU hazard node's verdict on the frame
+(/rsu/vehicle_<id>/hazards) instead of the decoded image, and a verdict with warnings also waits (up
+to `warning_wait` s) for the warning to come back to the vehicle, so it acts before the next frame.
+
+Closed loop: with `warning_topic` (the vehicle node's /vehicle_<id>/hazard_warnings), the ego brakes
+while a warning arrived within the last `brake_hold` s of simulated time (EmbeddedSimulator.set_brake;
+carla.VehicleControl on CARLA). On a scenario with scripted hazards the simulator judges the run
+(sim/outcome.py: stop before the conflict point, time from visibility to warning, false warnings and
+stops) and reports it on /diagnostics.
 Frames published, outcomes awaited, timeouts and the real-time factor (simulated seconds per wall
 second) go out on /diagnostics as "sqgan sim".
 
@@ -29,8 +38,10 @@ Run: `sim_publisher --ros-args -p scenario:=rainy_night -p source:=embedded`.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -42,18 +53,28 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
 
 from sqgan_core.labels import colorize
 from ros2_ws.image_conversions import convert, numpy_to_image
 from ros2_ws.node_common import diagnostic_array, diagnostic_status, image_qos
 from sim import SimFrame, make_source
 from sim.frame import TICK_SECONDS
+from sim.outcome import ScenarioJudge
+from sqgan_core.safety import parse_verdict
 from sim.carla_tags import tags_to_palette
 from sim.scenario import ScenarioError, load_scenario
 from sim.tf_tree import FrameTransform, camera_mount_transforms, ego_transform
 
 SYNC_MODES = ("free", "lockstep", "auto")
 OUTCOME_TOPIC = "/rsu/vehicle_{id}/image"  # where the RSU publishes a vehicle's decoded frames
+HAZARD_OUTCOME_TOPIC = "/rsu/vehicle_{id}/hazards"  # where the RSU hazard node publishes its verdicts
+
+
+def _stamp_key(seconds: float) -> tuple[int, int]:
+    """A float stamp as the (sec, nanosec) of the header it came from (the microsecond grid of 0.05 s ticks)."""
+    t = stamp_of(round(seconds, 6))
+    return t.sec, t.nanosec
 TF_MISSING = "not published: tf2_msgs is not installed (it has no PyPI wheel; every ROS 2 install has it)"
 
 
@@ -135,10 +156,15 @@ class SimPublisher(Node):
             "sync_mode": "free",             # free | lockstep | auto (module docstring)
             "lockstep_vehicle_ids": [0],     # whose RSU outcome a lockstep frame waits for
             "lockstep_timeout": 5.0,         # s of wall time; then the frame counts as lost and the sim goes on
+            "lockstep_outcome": "image",     # image (the RSU's decoded frame) | hazards (the hazard node's verdict)
+            "warning_wait": 1.0,             # s of wall time a verdict with warnings waits for them at the vehicle
+            "warning_topic": "",             # the vehicle's hazard warnings (std_msgs/String JSON); "" = open loop
+            "brake_hold": 0.5,               # s of simulated time the ego keeps braking after the last warning
             "diagnostics_period": 1.0,
         }
         numeric = {"seed": int, "rate": float, "frames": int, "wait_for_subscribers": int, "wait_timeout": float,
-                   "carla_port": int, "lockstep_timeout": float, "diagnostics_period": float}
+                   "carla_port": int, "lockstep_timeout": float, "diagnostics_period": float, "warning_wait": float,
+                   "brake_hold": float}
         p: dict[str, Any] = {}
         for name, default in defaults.items():
             if name in numeric:
@@ -154,8 +180,11 @@ class SimPublisher(Node):
         self.params = p
         if p["sync_mode"] not in SYNC_MODES:
             raise ValueError(f"parameter sync_mode={p['sync_mode']!r}: use one of {', '.join(SYNC_MODES)}")
-        if p["lockstep_timeout"] <= 0 or p["diagnostics_period"] <= 0:
-            raise ValueError("parameters lockstep_timeout and diagnostics_period must be > 0")
+        if p["lockstep_timeout"] <= 0 or p["diagnostics_period"] <= 0 or p["warning_wait"] < 0 or p["brake_hold"] < 0:
+            raise ValueError("parameters lockstep_timeout and diagnostics_period must be > 0, warning_wait and "
+                             "brake_hold >= 0")
+        if p["lockstep_outcome"] not in ("image", "hazards"):
+            raise ValueError(f"parameter lockstep_outcome={p['lockstep_outcome']!r}: use image or hazards")
         if p["sync_mode"] != "free" and not p["lockstep_vehicle_ids"]:
             raise ValueError(f"sync_mode {p['sync_mode']} needs lockstep_vehicle_ids (whose outcome to wait for)")
         cfg = load_scenario(p["scenario"])
@@ -192,6 +221,8 @@ class SimPublisher(Node):
         self.published = 0
         self.publish_errors = 0
         self.done = False
+        self.counts: Counter[str] = Counter()
+        self._setup_closed_loop()
         self._setup_sync()
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
@@ -203,6 +234,61 @@ class SimPublisher(Node):
         if p["sync_mode"] == "lockstep":
             period = 0.005  # the next frame goes out as soon as the last one's outcome is in
         self.timer = self.create_timer(period, self._tick)
+
+    # -- closed loop: warnings brake the ego -----------------------------------------------------------
+    def _setup_closed_loop(self) -> None:
+        self.warning_sub = None
+        self.last_warning_sim = -float("inf")
+        self.braking = False
+        self.judge = None
+        if hasattr(self.source, "hazard_state") and getattr(self.cfg, "hazards", None):
+            crit = getattr(self.cfg, "pass_criteria", None)
+            self.judge = ScenarioJudge(float(self.cfg.ego.speed), float(getattr(crit, "stop_margin_m", 1.0) or 1.0))
+        if not self.params["warning_topic"]:
+            return
+        if not hasattr(self.source, "set_brake"):
+            raise ValueError(f"warning_topic: the {self.cfg.source} source cannot brake its ego")
+        self.warning_sub = self.create_subscription(String, self.params["warning_topic"], self._on_warning, 50)
+
+    def _on_warning(self, msg: String) -> None:
+        try:
+            _vid, stamp, warnings = parse_verdict(json.loads(msg.data))
+        except ValueError as exc:
+            self.counts["warnings_malformed"] += 1
+            self.get_logger().warning(f"hazard warning refused: {exc}", throttle_duration_sec=5.0)
+            return
+        self.counts["warnings_received"] += 1
+        for w in warnings:
+            self.counts[f"warnings_{w.type}"] += 1
+        self.warned.add(_stamp_key(stamp))
+        self.last_warning_sim = self.sim_last  # it acts from the next tick on
+        if self.judge is not None:
+            self.judge.warning(self.sim_last, self.source.hazard_state())
+
+    def _advance(self) -> SimFrame:
+        """The next camera frame: `ticks_per_frame` ticks, the brake command and the judge on each."""
+        frame = None
+        for k in range(self.ticks_per_frame if self.published else 1):
+            if self.warning_sub is not None:
+                t_next = self.sim_last + TICK_SECONDS if self.published else 0.0
+                brake = t_next - self.last_warning_sim <= float(self.params["brake_hold"]) + 1e-9
+                if brake != self.braking:
+                    self.counts["brake_on" if brake else "brake_off"] += 1
+                    self.braking = brake
+                self.source.set_brake(brake)
+            if k == (self.ticks_per_frame if self.published else 1) - 1:
+                frame = self.source.step()
+                t = frame.stamp
+            else:
+                self.source.skip()
+                t = self.sim_last + TICK_SECONDS
+            self.sim_last = t
+            if self.braking:
+                self.counts["brake_ticks"] += 1
+            if self.judge is not None:
+                self.judge.tick(t, self.source.hazard_state(), self.source.ego_state())
+        assert frame is not None
+        return frame
 
     # -- lock-step ----------------------------------------------------------------------------------
     def _setup_sync(self) -> None:
@@ -216,17 +302,39 @@ class SimPublisher(Node):
         self.sim_start: float | None = None
         self.sim_last = 0.0
         self.wait_s = 0.0  # wall time spent waiting for outcomes
+        self.expect_warning: set[tuple[int, int]] = set()  # frames whose verdict warned
+        self.warned: set[tuple[int, int]] = set()  # frames whose warning reached the vehicle
+        self.warning_since: float | None = None
         if self.sync == "free":
             return
         for vid in self.params["lockstep_vehicle_ids"]:
             vid = int(vid)
             self.outcomes[vid] = set()
-            self.create_subscription(Image, OUTCOME_TOPIC.format(id=vid),
-                                     lambda m, v=vid: self._on_outcome(v, m), image_qos())
+            if self.params["lockstep_outcome"] == "hazards":
+                self.create_subscription(String, HAZARD_OUTCOME_TOPIC.format(id=vid),
+                                         lambda m, v=vid: self._on_verdict(v, m), 50)
+            else:
+                self.create_subscription(Image, OUTCOME_TOPIC.format(id=vid),
+                                         lambda m, v=vid: self._on_outcome(v, m), image_qos())
+
+    def _on_verdict(self, vid: int, msg: String) -> None:
+        try:
+            v, stamp, warnings = parse_verdict(json.loads(msg.data))
+        except ValueError as exc:
+            self.counts["verdicts_malformed"] += 1
+            self.get_logger().warning(f"hazard verdict refused: {exc}", throttle_duration_sec=5.0)
+            return
+        key = _stamp_key(stamp)
+        if warnings and self.warning_sub is not None:
+            self.expect_warning.add(key)
+        self._seen(vid, key)
 
     def _on_outcome(self, vid: int, msg: Image) -> None:
+        self._seen(vid, (msg.header.stamp.sec, msg.header.stamp.nanosec))
+
+    def _seen(self, vid: int, key: tuple[int, int]) -> None:
         seen = self.outcomes[vid]
-        seen.add((msg.header.stamp.sec, msg.header.stamp.nanosec))
+        seen.add(key)
         if len(seen) > 256:  # only the newest stamps matter
             for k in sorted(seen)[:-128]:
                 seen.discard(k)
@@ -236,6 +344,13 @@ class SimPublisher(Node):
         if self.awaiting is None:
             return False
         if all(self.awaiting in seen for seen in self.outcomes.values()):
+            if self.awaiting in self.expect_warning and self.awaiting not in self.warned:
+                if self.warning_since is None:
+                    self.warning_since = time.monotonic()
+                if time.monotonic() - self.warning_since <= float(self.params["warning_wait"]):
+                    return True  # the verdict warned: let the warning reach the vehicle first
+                self.counts["warnings_not_arrived"] += 1
+            self.warning_since = None
             self.lockstep_outcomes += 1
         elif time.monotonic() - self.await_since > float(self.params["lockstep_timeout"]):
             self.lockstep_timeouts += 1
@@ -257,6 +372,14 @@ class SimPublisher(Node):
         if self.sync != "free":
             out.update({"lockstep_outcomes": self.lockstep_outcomes, "lockstep_timeouts": self.lockstep_timeouts,
                         "lockstep_wait_s": round(self.wait_s, 3)})
+        out.update(self.counts)
+        if self.warning_sub is not None:
+            out["braking"] = self.braking
+        if hasattr(self.source, "ego_state"):
+            out["ego_speed"] = round(float(self.source.ego_state()["speed"]), 3)
+        if self.judge is not None:
+            v = self.judge.verdict()
+            out.update({f"scenario_{k}": ("n/a" if val is None else val) for k, val in v.to_dict().items()})
         return out
 
     def _publish_diagnostics(self) -> None:
@@ -292,10 +415,13 @@ class SimPublisher(Node):
         loading its models would only time out."""
         need = int(self.params["wait_for_subscribers"])
         pubs = list(self.pub_img.values()) + ([self.pub_clock] if self.pub_clock is not None else [])
-        outcome_topics = [OUTCOME_TOPIC.format(id=v) for v in self.outcomes]
+        template = HAZARD_OUTCOME_TOPIC if self.params["lockstep_outcome"] == "hazards" else OUTCOME_TOPIC
+        outcome_topics = [template.format(id=v) for v in self.outcomes]
         if need <= 0 and not outcome_topics:
             return
         need_subs = max(need, 1 if outcome_topics else 0)
+        if self.warning_sub is not None and outcome_topics:  # the closed loop: the warnings' source is up too
+            outcome_topics.append(self.params["warning_topic"])
         deadline = time.monotonic() + float(self.params["wait_timeout"])
         while time.monotonic() < deadline:
             if all(pub.get_subscription_count() >= need_subs for pub in pubs) and \
@@ -345,10 +471,7 @@ class SimPublisher(Node):
         if self.limit is not None and self.published >= self.limit:
             self.finish()
             return
-        if self.published:
-            for _ in range(self.ticks_per_frame - 1):
-                self.source.skip()
-        self.publish_frame(self.source.step())
+        self.publish_frame(self._advance())
 
     def finish(self) -> None:
         """Stop publishing; let reliable subscribers receive what was sent before the node exits."""
@@ -366,6 +489,10 @@ class SimPublisher(Node):
         self.get_logger().info(f"published {self.published} frames ({self.publish_errors} publish errors; "
                                f"/tf {self.tf_status}; real-time factor {st['real_time_factor']}"
                                + (f", {self.lockstep_timeouts} lockstep timeouts)" if self.sync != "free" else ")"))
+        if self.judge is not None:
+            v = self.judge.verdict()
+            self.get_logger().info(f"scenario {self.cfg.name}: {'PASS' if v.passed else 'FAIL'}: {v.reason} "
+                                   f"(visible -> warning {v.warning_latency_ms} ms, {v.false_warnings} false warnings)")
 
     def destroy_node(self) -> None:
         src = getattr(self, "source", None)  # absent when __init__ failed

@@ -11,6 +11,11 @@ Each frame goes out as packets (sqgan_core.streaming) over CurveZMQ, and as a se
 CompressedImage `rgb8; sqgan compressed v1` (the frame bitstream, decodable by `sqgan decode`) on
 `<camera_topic>/sqgan` for recording and replay. m_x and m_s can be changed at run time.
 
+With `feedback_endpoint`, the RSU's back channel is read every 10 ms: rate reports go to the rate
+controller, hazard warnings (the RSU hazard node's, as the downlink delivered them) are published on
+`hazard_topic` (default /vehicle_<id>/hazard_warnings) as std_msgs/String JSON {"vehicle_id", "stamp",
+"warnings": [...], "received": wall s} for whatever acts on them (the simulator's ego brakes on them).
+
 Run: `vehicle_encoder --ros-args -p vehicle_id:=0 -p secret_key:=keys/vehicle_0.key_secret
 -p server_key:=keys/link.key`
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +33,15 @@ import zmq
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from std_msgs.msg import String
 from sensor_msgs.msg import CompressedImage, Image
 
 from ros2_ws.camera_input import StampSync, UnsupportedImage, rgb_from_image, stamp_key, train_ids_from_semantic
 from sqgan_core.transport.keys import KeyFileError
 from sqgan_core.streaming.rate_control import SHIPPED_RATE_TABLE, RateController, RateTable
 from sqgan_core.transport.zmq_link import FeedbackSubscriber, Sender
-from ros2_ws.node_common import (Rolling, diagnostic_array, diagnostic_status, image_qos, run_node, sensor_qos,
-                                 set_torch_threads)
+from ros2_ws.node_common import (Rolling, diagnostic_array, diagnostic_status, image_qos, load_segmenter,  # noqa: F401
+                                 run_node, sensor_qos, set_torch_threads)
 from ros2_ws.image_conversions import COMPRESSED_FORMAT
 from sqgan_core.streaming.stream import UNTRAINED_WARNING, ModelSpecError, StreamEncoder, load_codec, warm_up
 from ros2_ws.worker import LatestSlots, Worker
@@ -51,21 +57,6 @@ def load_rate_table(spec: str, codec: Any) -> RateTable:
         raise ValueError(f"rate table {path} was measured for model {table.model_id:04x}, this vehicle runs "
                          f"{codec.model_id:04x}: measure one with `sqgan bench ratecontrol --table-out PATH`")
     return table
-
-
-def load_segmenter(spec: str) -> Any:
-    """The vehicle's segmenter: (callable RGB -> trainIds, "") or (None, reason). `spec` is a
-    checkpoint path; empty means the shipped one."""
-    try:
-        from sqgan_core.segmentation.segmenter import Segmenter, SegmenterError
-    except ImportError as exc:
-        return None, f"mmsegmentation is not installed: {exc}"
-    try:
-        return Segmenter.load(spec or None), ""
-    except (SegmenterError, ImportError) as exc:
-        return None, str(exc)
-    except Exception as exc:  # noqa: BLE001 - any failure to load is reported, not fatal
-        return None, f"segmenter {spec!r} failed to load: {exc}"
 
 
 class VehicleEncoder(Node):
@@ -98,11 +89,13 @@ class VehicleEncoder(Node):
         d("rate_table", "")  # "" = the shipped table of the shipped model
         d("feedback_endpoint", "")  # the RSU's back channel ("" = none)
         d("feedback_server_key", "")  # the RSU's public key (the back channel skips the link)
+        d("hazard_topic", "")  # where the RSU's hazard warnings are republished ("" = /vehicle_<id>/hazard_warnings)
         p = {name: self.get_parameter(name).value for name in (
             "vehicle_id", "camera_topic", "semantic_source", "semantic_topic", "segmenter", "m_x", "m_s", "model",
             "device", "packet_bytes", "info_copies", "max_tokens", "link_endpoint", "secret_key", "server_key",
             "send_hwm", "sync_slop", "camera_qos", "publish_compressed", "torch_threads", "diagnostics_period",
-            "rate_control_kbps", "rate_control_fps", "rate_table", "feedback_endpoint", "feedback_server_key")}
+            "rate_control_kbps", "rate_control_fps", "rate_table", "feedback_endpoint", "feedback_server_key",
+            "hazard_topic")}
         self.p = p
         log = self.get_logger()
         if p["semantic_source"] not in ("topic", "segmenter"):
@@ -137,6 +130,12 @@ class VehicleEncoder(Node):
             self.feedback = FeedbackSubscriber(p["feedback_endpoint"], p["secret_key"], p["feedback_server_key"],
                                                p["vehicle_id"])
         self.counts: Counter[str] = Counter()
+        self.reports: deque[dict] = deque(maxlen=64)  # rate reports for the encode thread
+        self.pub_hazard = None
+        if self.feedback is not None:
+            topic = p["hazard_topic"] or f"/vehicle_{p['vehicle_id']}/hazard_warnings"
+            self.pub_hazard = self.create_publisher(String, topic, 50)
+            self.create_timer(0.01, self._poll_feedback)
         self.send_span: list[float] = []  # [first send time, last send time, bytes of the first frame]
         self.bpp = Rolling()
         self.encode_ms = Rolling()
@@ -221,10 +220,10 @@ class VehicleEncoder(Node):
         stamp = (int(img_msg.header.stamp.sec), int(img_msg.header.stamp.nanosec))
         row = None
         if self.controller is not None:
-            if self.feedback is not None:
-                for report in self.feedback.poll(0):
-                    self.controller.feedback(float(report.get("loss_share", float("nan"))),
-                                             float(report.get("delivered_kbps", float("nan"))), time.monotonic())
+            while self.reports:
+                report = self.reports.popleft()
+                self.controller.feedback(float(report.get("loss_share", float("nan"))),
+                                         float(report.get("delivered_kbps", float("nan"))), report["_t"])
             row = self.controller.choose()
             s = row.setting
             self.encoder.set_rates(s.m_x, s.m_s, (s.j_x, s.j_s))
@@ -255,6 +254,39 @@ class VehicleEncoder(Node):
                 self.pub_compressed.publish(msg)
             except Exception as exc:  # noqa: BLE001 - Fast DDS may raise under load; count it
                 self._skip("publish_error", str(exc))
+
+    # -- the back channel ---------------------------------------------------------------------------
+    def _poll_feedback(self) -> None:
+        """Route what the RSU sent: hazard warnings out at once (a ROS topic), rate reports to the
+        encode thread's controller."""
+        import json
+
+        from sqgan_core.safety import parse_verdict
+
+        now = time.monotonic()
+        for report in self.feedback.poll(0):
+            if report.get("kind") != "hazard":
+                if self.controller is not None:
+                    report["_t"] = now
+                    self.reports.append(report)
+                continue
+            try:
+                vid, stamp, warnings = parse_verdict(report)
+                if vid != self.p["vehicle_id"]:
+                    raise ValueError(f"warnings for vehicle {vid}")
+            except ValueError as exc:
+                with self.lock:
+                    self.counts["hazard_malformed"] += 1
+                self.get_logger().warning(f"hazard warning refused: {exc}", throttle_duration_sec=5.0)
+                continue
+            msg = {"vehicle_id": vid, "stamp": stamp, "warnings": [w.to_dict() for w in warnings],
+                   "received": time.time()}
+            self.pub_hazard.publish(String(data=json.dumps(msg)))
+            with self.lock:
+                self.counts["hazard_warnings_received"] += 1
+            self.get_logger().info(f"hazard warning for the frame at {stamp:.2f}: "
+                                   + ", ".join(f"{w.type} ({w.confidence:.2f})" for w in warnings),
+                                   throttle_duration_sec=1.0)
 
     def _skip(self, reason: str, detail: str) -> None:
         with self.lock:

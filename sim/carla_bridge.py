@@ -28,6 +28,7 @@ from sim.source import SourceBase
 from sqgan_core.errors import InputError
 
 MIN_VERSION = (0, 9, 13)
+RELEASE_ACCEL = 2.5  # m/s^2: the ego speeding up again once the brake is released (as sim/traffic.py)
 # Sensor role names = the topic names the CARLA ROS bridge derives from them (/carla/<role>/<id>/image).
 SENSOR_IDS = {"rgb": "rgb_front", "semantic": "semantic_segmentation_front"}
 
@@ -95,6 +96,9 @@ class CarlaSource(SourceBase):
         self.sensors: list[Any] = []
         self.index = -1
         self._closed = False
+        self.braking = False  # the closed loop's brake command (set_brake)
+        self.route_speed = float(config.ego.speed)  # route drive: the speed the ego moves along the route at
+        self.last_speed = 0.0
         self._original_settings = None
         client_version = str(getattr(carla, "__version__", "") or "")
         self.client = carla.Client(c.host, c.port)
@@ -231,7 +235,14 @@ class CarlaSource(SourceBase):
     # -- driving along the scenario route -----------------------------------------------------
     def _advance_route(self) -> None:
         route = self.config.ego.route
-        dist = self.config.ego.speed * TICK_SECONDS
+        target = 0.0 if self.braking else float(self.config.ego.speed)
+        if self.route_speed > target:
+            self.route_speed = max(target, self.route_speed - float(self.config.ego.max_decel) * TICK_SECONDS)
+        else:
+            self.route_speed = min(target, self.route_speed + RELEASE_ACCEL * TICK_SECONDS)
+        dist = self.route_speed * TICK_SECONDS
+        if dist <= 0.0:
+            return
         wp = self.waypoint
         options = list(wp.next(max(dist, 0.01)))
         if not options:
@@ -258,6 +269,32 @@ class CarlaSource(SourceBase):
         t = self.waypoint.transform
         self.ego.set_transform(self.carla.Transform(self.carla.Location(x=t.location.x, y=t.location.y,
                                                                         z=t.location.z + 0.05), t.rotation))
+
+    # -- the closed loop --------------------------------------------------------------------------
+    def set_brake(self, active: bool) -> None:
+        """The ego's brake command from the RSU's warnings, applied from the next tick on, as on the
+        embedded simulator. Autopilot drive: the Traffic Manager lets go of the ego and a
+        carla.VehicleControl holds full brake, no throttle and the steering it had; released, the
+        autopilot drives on. Route drive (physics off): the route speed falls at `ego.max_decel` and
+        recovers at 2.5 m/s^2."""
+        active = bool(active)
+        if active == self.braking:
+            return
+        self.braking = active
+        if self.config.carla.drive != "autopilot":
+            return
+        carla, port = self.carla, self.config.carla.tm_port
+        if active:
+            steer = float(getattr(self.ego.get_control(), "steer", 0.0))  # the autopilot's last steering
+            self.ego.set_autopilot(False, port)
+            self.ego.apply_control(carla.VehicleControl(throttle=0.0, steer=steer, brake=1.0))
+        else:
+            self.ego.apply_control(carla.VehicleControl(throttle=0.0, steer=0.0, brake=0.0))
+            self.ego.set_autopilot(True, port)
+
+    def ego_state(self) -> dict:
+        """The ego now, the keys the closed loop reads: `speed` (m/s, of the last frame), `braking`."""
+        return {"speed": float(self.last_speed), "braking": self.braking, "stopped": self.last_speed < 0.05}
 
     # -- ticking --------------------------------------------------------------------------------
     def _wait(self, name: str, frame: int) -> Any:
@@ -291,10 +328,11 @@ class CarlaSource(SourceBase):
         labels = tags_to_train_ids(tags, self.tag_set)
         tr = self.ego.get_transform()
         if self.config.carla.drive == "route":  # physics is off on the route: the velocity reads 0
-            speed = self.config.ego.speed
+            speed = self.route_speed
         else:
             v = self.ego.get_velocity()
             speed = math.sqrt(v.x * v.x + v.y * v.y + v.z * v.z)
+        self.last_speed = float(speed)
         pose = Pose(tr.location.x, tr.location.y, tr.location.z, tr.rotation.roll, tr.rotation.pitch, tr.rotation.yaw)
         return SimFrame(rgb=rgb, labels=labels, stamp=float(rgb_img.timestamp), index=self.index, camera=self.camera,
                         ego_pose=pose, ego_speed=speed, source="carla", carla_tags=tags.copy(), tag_set=self.tag_set)

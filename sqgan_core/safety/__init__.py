@@ -1,4 +1,5 @@
 """RSU-side safety logic on reconstructed frames (no ROS, no simulator): hazard detection."""
-from sqgan_core.safety.hazards import HAZARD_TYPES, Corridor, HazardConfig, HazardDetector, HazardWarning
+from sqgan_core.safety.hazards import (HAZARD_TYPES, Corridor, HazardConfig, HazardDetector, HazardWarning,
+                                       parse_verdict, verdict)
 
-__all__ = ["HAZARD_TYPES", "Corridor", "HazardConfig", "HazardDetector", "HazardWarning"]
+__all__ = ["HAZARD_TYPES", "Corridor", "HazardConfig", "HazardDetector", "HazardWarning", "parse_verdict", "verdict"]

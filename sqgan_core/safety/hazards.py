@@ -206,6 +206,28 @@ class HazardWarning:
             raise ValueError(f"hazard warning: missing or bad field ({exc})") from None
 
 
+def verdict(vehicle_id: int, stamp: float, warnings: Sequence[HazardWarning]) -> dict[str, Any]:
+    """The RSU's verdict on one frame: its camera stamp and the warnings (none = clear). Published per
+    frame, so a lock-step simulator knows the frame was judged, and forwarded to the vehicle when it
+    carries warnings."""
+    return {"vehicle_id": int(vehicle_id), "stamp": float(stamp), "warnings": [w.to_dict() for w in warnings]}
+
+
+def parse_verdict(d: Any) -> tuple[int, float, list[HazardWarning]]:
+    """(vehicle id, stamp, warnings) of a verdict from the network or a topic; ValueError naming what
+    is wrong with it."""
+    if not isinstance(d, dict):
+        raise ValueError("hazard verdict: a JSON object expected")
+    try:
+        vid, stamp = int(d["vehicle_id"]), float(d["stamp"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"hazard verdict: missing or bad vehicle_id/stamp ({exc})") from None
+    ws = d.get("warnings")
+    if not isinstance(ws, list) or len(ws) > len(HAZARD_TYPES):
+        raise ValueError(f"hazard verdict: warnings must be a list of at most {len(HAZARD_TYPES)}")
+    return vid, stamp, [HazardWarning.from_dict(w) for w in ws]
+
+
 @dataclass
 class Finding:
     type: str
@@ -311,4 +333,5 @@ class HazardDetector:
         return out
 
 
-__all__ = ["Corridor", "Finding", "HAZARD_TYPES", "HazardConfig", "HazardDetector", "HazardWarning"]
+__all__ = ["Corridor", "Finding", "HAZARD_TYPES", "HazardConfig", "HazardDetector", "HazardWarning", "parse_verdict",
+           "verdict"]

@@ -15,8 +15,8 @@ def test_pipeline_graph_wires_vehicles_to_the_link_and_link_to_rsu():
     specs = build("pipeline", vehicles=3, sets={"keys_dir": "/k", "rsu_endpoint": "tcp://127.0.0.1:1",
                                                  "rsu_connect": "tcp://127.0.0.1:1"})
     names = [s.name for s in specs]
-    assert names == ["sim_publisher", "link_emulator", "rsu_decoder", "vehicle_encoder_0", "vehicle_encoder_1",
-                     "vehicle_encoder_2"]
+    assert names == ["sim_publisher", "link_emulator", "rsu_decoder", "rsu_hazards", "vehicle_encoder_0",
+                     "vehicle_encoder_1", "vehicle_encoder_2"]
     link = specs[1]
     assert link.kind == "process" and link.arguments[link.arguments.index("--forward") + 1] == "tcp://127.0.0.1:1"
     v2 = specs[-1].parameters
@@ -24,6 +24,12 @@ def test_pipeline_graph_wires_vehicles_to_the_link_and_link_to_rsu():
     assert v2["link_endpoint"] == link.arguments[link.arguments.index("--listen") + 1]
     assert v2["secret_key"] == "/k/vehicle_2.key_secret"
     assert specs[2].parameters["allow_dir"] == "/k/allowed"
+    # the closed loop: the hazard node judges every vehicle, the RSU sends its warnings back through the
+    # link's model, and the simulator's ego brakes on vehicle 0's
+    assert specs[3].parameters["vehicle_ids"] == [0, 1, 2]
+    assert specs[2].parameters["hazard_forwarding"] is True
+    assert specs[2].parameters["downlink_profile"] == link.arguments[link.arguments.index("--profile") + 1]
+    assert specs[0].parameters["warning_topic"] == "/vehicle_0/hazard_warnings"
 
 
 def test_vehicle_graph_alone_talks_to_the_rsu():
@@ -56,7 +62,8 @@ def test_a_graph_ends_when_its_link_rsu_or_a_vehicle_exits():
     """Only the simulator may finish on its own (its scenario ran out); any other node exiting leaves a
     graph that can only idle, so the runner and `ros2 launch` shut the whole graph down."""
     required = {s.executable: s.required for s in build("pipeline", vehicles=2)}
-    assert required == {"sim_publisher": False, "link_emulator": True, "rsu_decoder": True, "vehicle_encoder": True}
+    assert required == {"sim_publisher": False, "link_emulator": True, "rsu_decoder": True, "rsu_hazards": True,
+                        "vehicle_encoder": True}
     assert all(s.required for s in build("vehicle") + build("rsu"))
 
 
@@ -81,7 +88,8 @@ def test_parse_params():
 
 
 def test_command_writes_a_ros_params_file(tmp_path):
-    (rsu,) = build("rsu", sets={"keys_dir": "/k"})
+    rsu, hazards = build("rsu", sets={"keys_dir": "/k"})
+    assert hazards.executable == "rsu_hazards"
     cmd = command(rsu, tmp_path)
     assert cmd[0].endswith("rsu_decoder") and "--ros-args" in cmd and "__node:=rsu_decoder" in cmd
     params = yaml.safe_load(Path(cmd[cmd.index("--params-file") + 1]).read_text())

@@ -134,6 +134,12 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
     class Vector3D(Location):
         pass
 
+    class VehicleControl:  # the real carla class's parameter names and defaults
+        def __init__(self, throttle=0.0, steer=0.0, brake=0.0, hand_brake=False, reverse=False,
+                     manual_gear_shift=False, gear=0):
+            self.throttle, self.steer, self.brake = float(throttle), float(steer), float(brake)
+            self.hand_brake, self.reverse, self.manual_gear_shift, self.gear = hand_brake, reverse, manual_gear_shift, gear
+
     class WeatherParameters:
         def __init__(self, **kw):
             self.__dict__.update(kw)
@@ -222,6 +228,15 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             flag = enabled
             port = tm_port
             self.autopilot = bool(flag)
+
+        def apply_control(self, control):  # the real carla method's parameter names
+            if not isinstance(control, VehicleControl):
+                raise TypeError("apply_control expects a carla.VehicleControl")
+            self.control = control
+            self.controls = getattr(self, "controls", []) + [control]
+
+        def get_control(self):
+            return getattr(self, "control", None) or VehicleControl(steer=0.1 if self.autopilot else 0.0)
 
         def set_simulate_physics(self, enabled):  # the real carla method's parameter names
             flag = enabled

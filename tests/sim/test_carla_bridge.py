@@ -110,6 +110,38 @@ def test_route_mode_reports_the_route_speed(carla_standin):
         assert src.ego.get_velocity().x == 0.0  # what the server would have reported
 
 
+def test_a_warning_brakes_the_autopilot_ego_with_vehicle_control_and_release_gives_it_back(carla_standin):
+    """The closed loop's brake on CARLA: the Traffic Manager lets go, carla.VehicleControl holds full
+    brake and no throttle (keeping the steering), and the autopilot resumes on release."""
+    carla = carla_standin.make("0.9.16")
+    with CarlaSource(_cfg(), carla_module=carla) as src:
+        src.step()
+        src.set_brake(True)
+        ctl = src.ego.control
+        assert not src.ego.autopilot and isinstance(ctl, carla.VehicleControl)
+        assert (ctl.brake, ctl.throttle, ctl.steer) == (1.0, 0.0, pytest.approx(0.1))
+        src.set_brake(True)  # held: no new command
+        assert len(src.ego.controls) == 1 and src.ego_state()["braking"]
+        src.set_brake(False)
+        assert src.ego.autopilot and src.ego.control.brake == 0.0 and not src.ego_state()["braking"]
+
+
+def test_a_warning_slows_the_route_ego_at_its_deceleration_limit(carla_standin):
+    carla = carla_standin.make("0.9.16")
+    cfg = _cfg(drive="route").replace(**{"ego.speed": 12.0, "ego.max_decel": 6.0})
+    with CarlaSource(cfg, carla_module=carla) as src:
+        src.step()
+        src.set_brake(True)
+        speeds = [src.step().ego_speed for _ in range(45)]
+        assert speeds[0] == pytest.approx(12.0 - 6.0 * 0.05) and speeds[39] == 0.0  # 2 s from 12 m/s
+        assert src.ego_state()["stopped"]
+        x = src.ego.get_transform().location.x
+        src.step()
+        assert src.ego.get_transform().location.x == x  # standing
+        src.set_brake(False)
+        assert src.step().ego_speed == pytest.approx(2.5 * 0.05)  # speeding up again at 2.5 m/s^2
+
+
 def test_load_world_gets_its_own_longer_timeout(carla_standin):
     carla = carla_standin.make("0.9.16")
     with CarlaSource(_cfg(town="Town05", load_timeout=90.0, timeout=1.0), carla_module=carla) as src:
