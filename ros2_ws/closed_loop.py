@@ -9,12 +9,11 @@ not from this machine's clock. The same packets, link model (`LinkShaper`, as th
 applies it), reassembly and decoding as the nodes; classic codecs are coded at a matched rate, sent in
 the same packets, and a classic frame is lost with any of its packets.
 
-The ego brakes while a warning younger than `hold_s` has arrived (an automatic emergency brake that
-releases once the RSU stops warning), at the scenario's `ego.max_decel`.
+The ego reacts as sim/brake.py's automatic emergency brake: from a warning to a standstill at the
+scenario's `ego.max_decel`, held while warnings keep coming (within `hold_s`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,7 +34,7 @@ class LoopSettings:
     encode_ms: float = 10.0  # charged in simulated time: vehicle encode
     rsu_ms: float = 40.0  # charged in simulated time: RSU decode + concealment + detection
     frame_timeout_ms: float = 150.0  # the RSU's reassembly timeout (simulated time)
-    hold_s: float = 0.5  # the ego keeps braking this long after the last warning arrived
+    hold_s: float = 0.5  # a standing ego stays stopped until no warning came for this long (sim/brake.py)
     path_half_width: float = 2.5  # m either side of the ego's path: a person or cyclist there is in its path
     second_opinion: bool = True  # SQ-GAN: the segmenter on x_hat as the detector's second opinion
     packet_bytes: int = 256
@@ -95,6 +94,7 @@ def run_scenario(scenario: Any, settings: LoopSettings, *, codec: Any = None, se
 
     from sim import make_source
     from sim.frame import TICK_SECONDS
+    from sim.brake import EmergencyBrake
     from sim.outcome import ScenarioJudge
     from sim.scenario import ScenarioConfig, load_scenario
     from sqgan_core.safety import HazardConfig, HazardDetector, HazardWarning
@@ -142,7 +142,7 @@ def run_scenario(scenario: Any, settings: LoopSettings, *, codec: Any = None, se
     n_ticks = int(round(duration / TICK_SECONDS))
     captured: dict[int, float] = {}  # frame seq -> capture time
     pending: list[tuple[float, int, np.ndarray, np.ndarray | None]] = []  # (ready time, seq, labels, image)
-    last_warning_at = -math.inf
+    brake = EmergencyBrake(settings.hold_s)
     judge = ScenarioJudge(float(cfg.ego.speed),
                           float(getattr(getattr(cfg, "pass_criteria", None), "stop_margin_m", 1.0) or 1.0),
                           settings.path_half_width)
@@ -220,9 +220,9 @@ def run_scenario(scenario: Any, settings: LoopSettings, *, codec: Any = None, se
                     HazardWarning.from_dict(msg)
                 except ValueError:
                     continue
-                last_warning_at = t
+                brake.warning(t)
                 judge.warning(t, hazards)
-            src.set_brake(t - last_warning_at <= settings.hold_s)
+            src.set_brake(brake.command(t, src.ego_state()["speed"]))
             # -- the outcome -------------------------------------------------------------------------
             judge.tick(t, hazards, src.ego_state())
         bar.close()

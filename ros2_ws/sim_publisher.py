@@ -26,9 +26,9 @@ With `lockstep_outcome: hazards` the outcome is the RSU hazard node's verdict on
 (/rsu/vehicle_<id>/hazards) instead of the decoded image, and a verdict with warnings also waits (up
 to `warning_wait` s) for the warning to come back to the vehicle, so it acts before the next frame.
 
-Closed loop: with `warning_topic` (the vehicle node's /vehicle_<id>/hazard_warnings), the ego brakes
-while a warning arrived within the last `brake_hold` s of simulated time (EmbeddedSimulator.set_brake;
-carla.VehicleControl on CARLA). On a scenario with scripted hazards the simulator judges the run
+Closed loop: with `warning_topic` (the vehicle node's /vehicle_<id>/hazard_warnings), the ego reacts as
+sim/brake.py's emergency brake: from a warning to a standstill, held while warnings keep coming within
+`brake_hold` s of simulated time (EmbeddedSimulator.set_brake; carla.VehicleControl on CARLA). On a scenario with scripted hazards the simulator judges the run
 (sim/outcome.py: stop before the conflict point, time from visibility to warning, false warnings and
 stops) and reports it on /diagnostics.
 Frames published, outcomes awaited, timeouts and the real-time factor (simulated seconds per wall
@@ -60,6 +60,7 @@ from ros2_ws.image_conversions import convert, numpy_to_image
 from ros2_ws.node_common import diagnostic_array, diagnostic_status, image_qos
 from sim import SimFrame, make_source
 from sim.frame import TICK_SECONDS
+from sim.brake import EmergencyBrake
 from sim.outcome import ScenarioJudge
 from sqgan_core.safety import parse_verdict
 from sim.carla_tags import tags_to_palette
@@ -159,7 +160,7 @@ class SimPublisher(Node):
             "lockstep_outcome": "image",     # image (the RSU's decoded frame) | hazards (the hazard node's verdict)
             "warning_wait": 1.0,             # s of wall time a verdict with warnings waits for them at the vehicle
             "warning_topic": "",             # the vehicle's hazard warnings (std_msgs/String JSON); "" = open loop
-            "brake_hold": 0.5,               # s of simulated time the ego keeps braking after the last warning
+            "brake_hold": 0.5,               # s of simulated time without warnings before a stopped ego drives on
             "diagnostics_period": 1.0,
         }
         numeric = {"seed": int, "rate": float, "frames": int, "wait_for_subscribers": int, "wait_timeout": float,
@@ -238,7 +239,7 @@ class SimPublisher(Node):
     # -- closed loop: warnings brake the ego -----------------------------------------------------------
     def _setup_closed_loop(self) -> None:
         self.warning_sub = None
-        self.last_warning_sim = -float("inf")
+        self.brake = EmergencyBrake(float(self.params["brake_hold"]))
         self.braking = False
         self.judge = None
         if hasattr(self.source, "hazard_state") and getattr(self.cfg, "hazards", None):
@@ -261,7 +262,7 @@ class SimPublisher(Node):
         for w in warnings:
             self.counts[f"warnings_{w.type}"] += 1
         self.warned.add(_stamp_key(stamp))
-        self.last_warning_sim = self.sim_last  # it acts from the next tick on
+        self.brake.warning(self.sim_last)  # it acts from the next tick on
         if self.judge is not None:
             self.judge.warning(self.sim_last, self.source.hazard_state())
 
@@ -271,7 +272,7 @@ class SimPublisher(Node):
         for k in range(self.ticks_per_frame if self.published else 1):
             if self.warning_sub is not None:
                 t_next = self.sim_last + TICK_SECONDS if self.published else 0.0
-                brake = t_next - self.last_warning_sim <= float(self.params["brake_hold"]) + 1e-9
+                brake = self.brake.command(t_next, float(self.source.ego_state()["speed"]))
                 if brake != self.braking:
                     self.counts["brake_on" if brake else "brake_off"] += 1
                     self.braking = brake
