@@ -131,6 +131,7 @@ def _suite(args: argparse.Namespace) -> int:
     _check_inputs(scenarios, args.links, args.codecs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "suite_rows.jsonl").write_text("")
     codec, _ = load_codec("")
     concealer = select_concealer("auto", None, codec.model_id).concealer
     segmenter = Segmenter.load()
@@ -149,6 +150,9 @@ def _suite(args: argparse.Namespace) -> int:
                     rate = r["bpp_wire"]
                 rows.append(r)
                 print(f"{s} / {link} / {c}: {'pass' if r['passed'] else 'FAIL'} ({r['reason']})", file=sys.stderr)
+                # after every run, so a long suite stopped half-way keeps what it measured
+                with (out / "suite_rows.jsonl").open("a") as f:
+                    f.write(json.dumps(r) + "\n")
     summary: dict[str, Any] = {"rows": rows, "minutes": round((time.monotonic() - t0) / 60, 1),
                                "m": [args.mx, args.ms], "scenarios": scenarios, "links": args.links, "codecs": args.codecs}
     summary["passes"] = {c: sum(r["passed"] for r in rows if r["codec"] == c) for c in args.codecs}
