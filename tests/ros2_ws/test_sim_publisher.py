@@ -4,6 +4,7 @@ topics, encodings, frame ids, camera_info and /clock (CARLA ROS bridge conventio
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import subprocess
@@ -322,3 +323,53 @@ def test_bad_sync_mode_is_one_clear_line(tmp_path, ros_env):
                         "-p", "sync_mode:=synchronous"], env=ros_env, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "sync_mode='synchronous': use one of free, lockstep, auto" in p.stderr, p.stderr
+
+
+def test_a_warning_on_the_warning_topic_brakes_the_ego_to_a_stop(tmp_path, ros_env):
+    """The closed loop's last hop: a hazard warning (the vehicle node's republished JSON) makes the
+    simulator's ego brake (sim/brake.py) to a standstill; malformed ones are counted, not obeyed."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from std_msgs.msg import String
+
+    from ros2_ws.node_common import parse_diagnostics
+
+    scen = tmp_path / "rostest.yaml"
+    scen.write_text(SCENARIO.replace("duration: 0.5", "duration: 30.0") + "ego: {speed: 8.0}\n")
+    rclpy.init()
+    node = rclpy.create_node("brake_test")
+    diag: dict = {}
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diag.update(parse_diagnostics(m)), 50)
+    pub = node.create_publisher(String, "/vehicle_0/hazard_warnings", 50)
+    proc = subprocess.Popen([sys.executable, "-m", "ros2_ws.sim_publisher", "--ros-args", "-p",
+                             f"scenario:={scen}", "-p", "rate:=20", "-p", "frames:=-1", "-p", "diagnostics_period:=0.2",
+                             "-p", "warning_topic:=/vehicle_0/hazard_warnings", "-p", "brake_hold:=0.5"],
+                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    warning = {"type": "vulnerable_road_user", "confidence": 0.9, "region": [1, 2, 3, 4], "stamp": 1.0, "vehicle_id": 0}
+
+    def sim(key: str) -> str | None:
+        return diag.get("sqgan sim", {}).get(key)
+
+    def spin_until(pred, timeout: float) -> bool:
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end and proc.poll() is None:
+            rclpy.spin_once(node, timeout_sec=0.05)
+            if pred():
+                return True
+        return False
+
+    try:
+        assert spin_until(lambda: sim("ego_speed") is not None and float(sim("ego_speed")) > 5.0, 90)
+        assert sim("braking") == "False"
+        pub.publish(String(data="{not json"))
+        pub.publish(String(data=json.dumps({"vehicle_id": 0, "stamp": 1.0, "warnings": [warning]})))
+        assert spin_until(lambda: sim("braking") == "True", 20), diag
+        assert spin_until(lambda: float(sim("ego_speed")) < 0.1, 30), diag  # 8 m/s at 6 m/s^2: 1.3 s of sim time
+        assert spin_until(lambda: sim("braking") == "False", 20), diag  # no more warnings: it drives on
+        assert spin_until(lambda: float(sim("ego_speed")) > 1.0, 30), diag
+    finally:
+        proc.send_signal(2)
+        out, _ = proc.communicate(timeout=30)
+        node.destroy_node()
+        rclpy.shutdown()
+    s = diag["sqgan sim"]
+    assert s["warnings_received"] == "1" and s["warnings_malformed"] == "1" and s["brake_on"] == "1", s
