@@ -236,6 +236,16 @@ class Finding:
     evidence: dict[str, float]
 
 
+@lru_cache(maxsize=16)
+def _region_mask(region: tuple[float, float, float, float], h: int, w: int) -> np.ndarray:
+    """The (x0, x1, y0, y1) image fraction as an (h, w) mask, built once per frame size (read-only)."""
+    x0, x1, y0, y1 = region
+    m = np.zeros((h, w), dtype=bool)
+    m[int(y0 * h): int(math.ceil(y1 * h)), int(x0 * w): int(math.ceil(x1 * w))] = True
+    m.setflags(write=False)
+    return m
+
+
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(mask)
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
@@ -303,10 +313,7 @@ class HazardDetector:
             out.append(Finding("cut_in", c, _bbox(veh), {"share": share, "growth": share - prev}))
 
         if x_hat is not None:
-            x0, x1, y0, y1 = cfg.light_region
-            region = np.zeros((h, w), dtype=bool)
-            region[int(y0 * h): int(math.ceil(y1 * h)), int(x0 * w): int(math.ceil(x1 * w))] = True
-            light = (s_hat == CLASS_NAMES.index("traffic light")) & region
+            light = (s_hat == CLASS_NAMES.index("traffic light")) & _region_mask(cfg.light_region, h, w)
             n = int(light.sum())
             if n >= cfg.light_min_pixels * max(scale, 0.25):
                 red = _red(x_hat) & light

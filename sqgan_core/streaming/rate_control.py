@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -105,7 +106,8 @@ class RateController:
     scale: float = 1.0  # this drive's frame size / the table's, learned from what was sent
     debt_bits: float = 0.0
     effective_kbps: float = field(default=0.0)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    # the last frames' choices, for inspection: bounded, since a vehicle node runs for days
+    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1024))
     congested_reports: int = 0
     interval: float = 0.0  # mean seconds between frames sent (0: not measured, 1 / fps is used)
     _last_t: float | None = field(default=None, repr=False)
