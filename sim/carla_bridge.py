@@ -41,6 +41,14 @@ class CarlaConnectionError(InputError, ConnectionError):
     """The CARLA server could not be reached within the configured timeout."""
 
 
+def _wheels(bp: Any) -> int | None:
+    """A vehicle blueprint's number_of_wheels (None where it has no such attribute)."""
+    if not bp.has_attribute("number_of_wheels"):
+        return None
+    a = bp.get_attribute("number_of_wheels")
+    return int(a.as_int()) if hasattr(a, "as_int") else int(str(a))
+
+
 def import_carla() -> ModuleType:
     try:
         import carla  # noqa: PLC0415 - optional dependency, imported only when the bridge is used
@@ -98,6 +106,9 @@ class CarlaSource(SourceBase):
         self._closed = False
         self.braking = False  # the closed loop's brake command (set_brake)
         self.route_speed = float(config.ego.speed)  # route drive: the speed the ego moves along the route at
+        self.route_s = 0.0  # route drive: metres driven along the route
+        self.hazards: list = []  # scripted hazards (sim/carla_hazards.py)
+        self.labels_last = None
         self.last_speed = 0.0
         self._original_settings = None
         client_version = str(getattr(carla, "__version__", "") or "")
@@ -167,7 +178,7 @@ class CarlaSource(SourceBase):
         self.world.set_weather(weather_parameters(carla, cfg))
         rng = np.random.default_rng(cfg.seed)
         lib = self.world.get_blueprint_library()
-        vehicles = [bp for bp in lib.filter(c.vehicle_filter)]
+        vehicles = [bp for bp in lib.filter(c.vehicle_filter) if _wheels(bp) in (None, 4)]  # no bicycle as the ego
         if not vehicles:
             raise RuntimeError(f"no vehicle blueprint matches carla.vehicle_filter {c.vehicle_filter!r}")
         spawn_points = list(self.world.get_map().get_spawn_points())
@@ -212,6 +223,8 @@ class CarlaSource(SourceBase):
                 self.ego.set_simulate_physics(False)
             self.waypoint = self.world.get_map().get_waypoint(spawn_points[used].location)
             self.route_i = 0
+        if cfg.hazards:
+            self._stage_hazards()
         if c.spawn_npcs:
             n = int(round(cfg.traffic.vehicles * cfg.traffic.density))
             for k in order[: n + 1]:
@@ -232,9 +245,31 @@ class CarlaSource(SourceBase):
             while not q.empty():
                 q.get_nowait()
 
+    def _stage_hazards(self) -> None:
+        from sim.carla_hazards import CarlaHazardError, RoutePath, stage_hazards
+
+        cfg = self.config
+        if cfg.carla.drive != "route":
+            raise CarlaHazardError("scripted hazards on CARLA need carla.drive: route (the conflict points lie on "
+                                   "the scenario route, which the Traffic Manager's autopilot does not follow)")
+        ahead = max(h.conflict_ahead for h in cfg.hazards) + 200.0
+        self.route_path = RoutePath(self.waypoint, lambda opts, wp, c=[0]: self._pick(opts, c, wp), ahead)
+        self.hazards = stage_hazards(list(cfg.hazards), self.route_path, self.world, self.carla, self._front_s(),
+                                     float(cfg.ego.speed))
+        self.actors.extend(h.actor for h in self.hazards if h.type != "red_light")
+
+    def _front_s(self) -> float:
+        """Arc length of the ego's front bumper along the route (route drive)."""
+        ext = getattr(getattr(self.ego, "bounding_box", None), "extent", None)
+        return self.route_s + (float(ext.x) if ext is not None else 2.3)
+
+    def hazard_state(self) -> list[dict]:
+        """Per scripted hazard, the state the closed loop judges (the keys of EmbeddedSimulator.hazard_state)."""
+        front = self._front_s()
+        return [h.state(front) for h in self.hazards]
+
     # -- driving along the scenario route -----------------------------------------------------
     def _advance_route(self) -> None:
-        route = self.config.ego.route
         target = 0.0 if self.braking else float(self.config.ego.speed)
         if self.route_speed > target:
             self.route_speed = max(target, self.route_speed - float(self.config.ego.max_decel) * TICK_SECONDS)
@@ -243,32 +278,44 @@ class CarlaSource(SourceBase):
         dist = self.route_speed * TICK_SECONDS
         if dist <= 0.0:
             return
+        self.route_s += dist
         wp = self.waypoint
         options = list(wp.next(max(dist, 0.01)))
         if not options:
             return
         if len(options) > 1:
-            if isinstance(route, list):
-                want = route[self.route_i % len(route)]
-                self.route_i += 1
-            elif route == "loop":
-                want = ("straight", "straight", "right")[self.route_i % 3]
-                self.route_i += 1
-            else:
-                want = ("straight", "left", "right")[int(np.random.default_rng([self.config.seed, self.index]).integers(3))]
-            yaw0 = wp.transform.rotation.yaw
-
-            def turn(w) -> float:
-                ahead = w.next(15.0)
-                y = (ahead[0] if ahead else w).transform.rotation.yaw
-                return (y - yaw0 + 180.0) % 360.0 - 180.0
-
-            key = {"straight": lambda w: abs(turn(w)), "left": lambda w: turn(w), "right": lambda w: -turn(w)}[want]
-            options.sort(key=key)  # CARLA yaw grows clockwise: left turns are negative
+            options = [self._pick(options)]
         self.waypoint = options[0]
         t = self.waypoint.transform
         self.ego.set_transform(self.carla.Transform(self.carla.Location(x=t.location.x, y=t.location.y,
                                                                         z=t.location.z + 0.05), t.rotation))
+
+    def _pick(self, options: list, counter: list[int] | None = None, origin: Any = None) -> Any:
+        """The route's choice among the waypoints a junction offers (the scenario's `ego.route`), seen
+        from `origin` (default the ego's waypoint). `counter`: the junction count to use and advance
+        (default the ego's own)."""
+        route = self.config.ego.route
+        i = self.route_i if counter is None else counter[0]
+        if isinstance(route, list):
+            want = route[i % len(route)]
+        elif route == "loop":
+            want = ("straight", "straight", "right")[i % 3]
+        else:
+            want = ("straight", "left", "right")[int(np.random.default_rng([self.config.seed, self.index]).integers(3))]
+        if isinstance(route, list) or route == "loop":
+            if counter is None:
+                self.route_i += 1
+            else:
+                counter[0] += 1
+        yaw0 = (origin if origin is not None else self.waypoint).transform.rotation.yaw
+
+        def turn(w) -> float:
+            ahead = w.next(15.0)
+            y = (ahead[0] if ahead else w).transform.rotation.yaw
+            return (y - yaw0 + 180.0) % 360.0 - 180.0
+
+        key = {"straight": lambda w: abs(turn(w)), "left": lambda w: turn(w), "right": lambda w: -turn(w)}[want]
+        return sorted(options, key=key)[0]  # CARLA yaw grows clockwise: left turns are negative
 
     # -- the closed loop --------------------------------------------------------------------------
     def set_brake(self, active: bool) -> None:
@@ -319,6 +366,8 @@ class CarlaSource(SourceBase):
             raise RuntimeError("CARLA source is closed")
         if self.config.carla.drive == "route":
             self._advance_route()
+        for h in self.hazards:
+            h.update((self.index + 1) * TICK_SECONDS, self._front_s())
         frame_id = self.world.tick()
         rgb_img = self._wait("rgb", frame_id)
         sem_img = self._wait("semantic", frame_id)
@@ -333,6 +382,13 @@ class CarlaSource(SourceBase):
             v = self.ego.get_velocity()
             speed = math.sqrt(v.x * v.x + v.y * v.y + v.z * v.z)
         self.last_speed = float(speed)
+        if self.hazards:
+            from sim.carla_hazards import CameraView
+
+            e = self.config.ego
+            view = CameraView(tr, e.mount_x, e.mount_z, e.pitch, self.camera)
+            for h in self.hazards:
+                h.check_view(view, labels)
         pose = Pose(tr.location.x, tr.location.y, tr.location.z, tr.rotation.roll, tr.rotation.pitch, tr.rotation.yaw)
         return SimFrame(rgb=rgb, labels=labels, stamp=float(rgb_img.timestamp), index=self.index, camera=self.camera,
                         ego_pose=pose, ego_speed=speed, source="carla", carla_tags=tags.copy(), tag_set=self.tag_set)

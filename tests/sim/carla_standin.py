@@ -174,6 +174,28 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
                 a[:, :, 0], a[:, :, 1], a[:, :, 2] = rgb[..., 2], rgb[..., 1], rgb[..., 0]
                 self.raw_data = a.tobytes()
 
+    class ActorAttribute:
+        def __init__(self, id_, value):
+            self.id, self.value = id_, str(value)
+
+        def as_int(self):
+            return int(self.value)
+
+    class WalkerControl:  # the real carla class's parameter names and defaults
+        def __init__(self, direction=None, speed=0.0, jump=False):
+            self.direction = direction or Vector3D(1.0, 0.0, 0.0)
+            self.speed, self.jump = float(speed), bool(jump)
+
+    class TrafficLightState:  # carla.TrafficLightState's members
+        Red, Yellow, Green, Off, Unknown = "Red", "Yellow", "Green", "Off", "Unknown"
+
+    class LandmarkType:
+        TrafficLight = "1000001"
+
+    class Landmark:
+        def __init__(self, id_, distance, junction_x):
+            self.id, self.distance, self.type, self.junction_x = id_, float(distance), LandmarkType.TrafficLight, junction_x
+
     class ActorBlueprint:
         def __init__(self, id_, attrs):
             self.id = id_
@@ -181,6 +203,9 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
 
         def has_attribute(self, k):
             return k in self.attrs
+
+        def get_attribute(self, id):  # the real carla method's parameter names; an ActorAttribute
+            return ActorAttribute(id, self.attrs[id])
 
         def set_attribute(self, k, v):
             if k not in self.attrs:
@@ -230,8 +255,9 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             self.autopilot = bool(flag)
 
         def apply_control(self, control):  # the real carla method's parameter names
-            if not isinstance(control, VehicleControl):
-                raise TypeError("apply_control expects a carla.VehicleControl")
+            walker = self.type_id.startswith("walker.")
+            if not isinstance(control, WalkerControl if walker else VehicleControl):
+                raise TypeError(f"apply_control on {self.type_id} expects a carla.{'Walker' if walker else 'Vehicle'}Control")
             self.control = control
             self.controls = getattr(self, "controls", []) + [control]
 
@@ -276,9 +302,35 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
                 a[..., 2] = 200                                      # R
             return Image(frame, timestamp, w, h, float(self.attributes["fov"]), a.tobytes())
 
+    class TrafficLight(Actor):
+        def __init__(self, world, x):
+            super().__init__(world, ActorBlueprint("traffic.traffic_light", {}), Transform(Location(x, 6.0, 0.0), Rotation()))
+            self.state, self.frozen = TrafficLightState.Green, False
+
+        def get_state(self):
+            return self.state
+
+        def set_state(self, state):  # the real carla method's parameter names
+            self.state = state
+
+        def freeze(self, freeze):  # the real carla method's parameter names
+            self.frozen = bool(freeze)
+
     class Waypoint:
+        lane_width = 3.5
+
         def __init__(self, x, y, yaw):
             self.transform = Transform(Location(x, y, 0.0), Rotation(yaw=yaw))
+
+        def get_landmarks_of_type(self, distance, type, stop_at_junction=False):  # the real method's parameters
+            """The stand-in town's signalised junctions: one every 50 m along x (routes heading +x)."""
+            x = self.transform.location.x
+            out = []
+            j = (int(x // 50) + 1) * 50
+            while j - x <= distance:
+                out.append(Landmark(f"tl{j}", j - x, j))
+                j += 50
+            return out if abs(self.transform.rotation.yaw) < 1.0 and type == LandmarkType.TrafficLight else []
 
         def next(self, distance):  # the real carla method's parameter names
             d = distance
@@ -317,6 +369,9 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             self.weather = None
             self.applied = []
             lib = [ActorBlueprint(f"vehicle.maker.model{k}", {"role_name": "autopilot", "color": "0,0,0"}) for k in range(4)]
+            lib += [ActorBlueprint("vehicle.bh.crossbike", {"role_name": "autopilot", "number_of_wheels": "2"}),
+                    ActorBlueprint("walker.pedestrian.0001", {"is_invincible": "false"})]
+            self.lights = {}
             lib += [ActorBlueprint("sensor.camera.rgb", {"image_size_x": "800", "image_size_y": "600", "fov": "90",
                                                     "role_name": "front"}),
                     ActorBlueprint("sensor.camera.semantic_segmentation", {"image_size_x": "800", "image_size_y": "600",
@@ -335,6 +390,11 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
 
         def get_map(self):
             return self.map
+
+        def get_traffic_light(self, landmark):  # the real carla method's parameter names
+            if landmark.junction_x not in self.lights:
+                self.lights[landmark.junction_x] = TrafficLight(self, landmark.junction_x)
+            return self.lights[landmark.junction_x]
 
         def get_blueprint_library(self):
             return BlueprintLibrary(copy.deepcopy(b) for b in self.lib)
@@ -366,6 +426,12 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             self.frame += 1
             self.elapsed += self.settings.fixed_delta_seconds or 0.05
             for a in list(self.actors):
+                ctl = getattr(a, "control", None)
+                if isinstance(ctl, WalkerControl) and ctl.speed > 0:  # walkers follow their WalkerControl
+                    dt = self.settings.fixed_delta_seconds or 0.05
+                    a._t = Transform(Location(a._t.location.x + ctl.direction.x * ctl.speed * dt,
+                                              a._t.location.y + ctl.direction.y * ctl.speed * dt, a._t.location.z),
+                                     a._t.rotation)
                 if a.autopilot:
                     yaw = math.radians(a._t.rotation.yaw)
                     a._t = Transform(Location(a._t.location.x + 0.5 * math.cos(yaw), a._t.location.y + 0.5 * math.sin(yaw),
