@@ -41,12 +41,20 @@ class LoopSettings:
     seed: int = 0  # link draws (uplink; the downlink uses seed + 1)
     max_seconds: float | None = None  # cut the scenario short (tests)
     camera: tuple[int, int] | None = None  # (height, width) override of the scenario's camera
+    source: str | None = None  # embedded | carla: override the scenario's (carla: driven along its route)
+    carla: str | None = None  # "HOST:PORT" of the CARLA server (default: the scenario's carla.host/port)
 
     def check(self) -> None:
         if self.codec not in CODECS:
             raise ValueError(f"codec {self.codec!r}: use one of {', '.join(CODECS)}")
         if self.codec != SQGAN and not (self.bpp and self.bpp > 0):
             raise ValueError(f"codec {self.codec}: a target rate (bpp > 0) is needed to match SQ-GAN's")
+        if self.source not in (None, "embedded", "carla"):
+            raise ValueError(f"source {self.source!r}: use embedded or carla")
+        if self.carla is not None:
+            host, _, port = self.carla.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"carla {self.carla!r}: use HOST:PORT, e.g. localhost:2000")
         if not 0 < self.camera_hz <= 20:
             raise ValueError(f"camera_hz must be in (0, 20] (the simulator ticks at 20 Hz), got {self.camera_hz}")
 
@@ -107,6 +115,15 @@ def run_scenario(scenario: Any, settings: LoopSettings, *, codec: Any = None, se
     cfg = scenario if isinstance(scenario, ScenarioConfig) else load_scenario(scenario)
     if settings.camera is not None:
         cfg = cfg.replace(**{"camera.height": settings.camera[0], "camera.width": settings.camera[1]})
+    if settings.source is not None:
+        cfg = cfg.replace(source=settings.source)
+    if cfg.source == "carla":
+        over: dict[str, Any] = {"carla.drive": "route"} if cfg.hazards else {}  # conflict points lie on the route
+        if settings.carla is not None:
+            host, _, port = settings.carla.rpartition(":")
+            over.update({"carla.host": host, "carla.port": int(port)})
+        if over:
+            cfg = cfg.replace(**over)
     profile = load_profile(settings.profile)
     up: LinkShaper[bytes] = LinkShaper(profile, seed=settings.seed)
     down: LinkShaper[dict] = LinkShaper(profile, seed=settings.seed + 1)

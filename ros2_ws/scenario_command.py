@@ -16,9 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from sqgan_core.arguments import keep_fraction, positive_float
+from sim.carla_hazards import CarlaHazardError
 from sqgan_core.errors import CommandError
 
 DEFAULT_PROFILES = ("clean", "urban_5pct", "bursty_15pct")
+# what a run can fail on that the user can fix: bad settings, an unreachable, silent or unfit CARLA
+# server (CarlaConnectionError is a ConnectionError, CarlaUnavailable an ImportError; CarlaHazardError
+# names the hazard the map cannot stage)
+SOURCE_ERRORS = (ValueError, ConnectionError, TimeoutError, ImportError, CarlaHazardError)
 DEFAULT_CODECS = ("sqgan", "jpeg2000", "av1")
 
 
@@ -34,7 +39,7 @@ def _settings(args: argparse.Namespace, codec: str, profile: str, bpp: float | N
 
     return LoopSettings(codec=codec, m_x=args.mx, m_s=args.ms, bpp=bpp, profile=profile, seed=args.seed,
                         max_seconds=args.max_seconds, camera=tuple(args.camera) if args.camera else None,
-                        second_opinion=not args.no_second_opinion)
+                        second_opinion=not args.no_second_opinion, source=args.source, carla=args.carla)
 
 
 def _check_inputs(scenarios: list[str], profiles: list[str], codecs: list[str]) -> None:
@@ -71,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
                            "--codec sqgan --json` prints SQ-GAN's as bpp_wire)")
     try:
         out = run_scenario(args.name, _settings(args, args.codec, args.link, args.bpp), progress=not args.json)
-    except ValueError as exc:
+    except SOURCE_ERRORS as exc:
         raise CommandError(str(exc)) from None
     d = out.to_dict()
     if args.json:
@@ -144,8 +149,11 @@ def _suite(args: argparse.Namespace) -> int:
                 bpp = None if c == "sqgan" else (args.bpp or rate)
                 if c != "sqgan" and not bpp:
                     raise CommandError("classic codecs need SQ-GAN in --codecs or a --bpp to match")
-                r = run_scenario(s, _settings(args, c, link, bpp), codec=codec, segmenter=segmenter,
-                                 concealer=concealer).to_dict()
+                try:
+                    r = run_scenario(s, _settings(args, c, link, bpp), codec=codec, segmenter=segmenter,
+                                     concealer=concealer).to_dict()
+                except SOURCE_ERRORS as exc:
+                    raise CommandError(f"{s} / {link} / {c}: {exc}") from None
                 if c == "sqgan":
                     rate = r["bpp_wire"]
                 rows.append(r)
@@ -173,6 +181,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seconds", type=positive_float, help="cut each scenario short (simulated s)")
     p.add_argument("--camera", type=int, nargs=2, metavar=("H", "W"), help="camera size override")
     p.add_argument("--no-second-opinion", action="store_true", help="SQ-GAN: no segmenter on x_hat")
+    p.add_argument("--source", choices=("embedded", "carla"),
+                   help="run on this simulator instead of the scenario's (carla: a server, driven along the route)")
+    p.add_argument("--carla", metavar="HOST:PORT", help="the CARLA server (default: the scenario's carla.host/port)")
     p.add_argument("--json", action="store_true")
 
 

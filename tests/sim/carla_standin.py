@@ -296,11 +296,36 @@ def make(version: str = "0.9.16", reachable: bool = True, client_version: str | 
             if self.type_id == "sensor.camera.semantic_segmentation":
                 tag_ids = np.array([t[0] for t in tags], np.uint8)
                 a[:, :, 2] = tag_ids[(np.arange(w) * len(tag_ids)) // w][None, :]
+                self._draw_walkers(a, w, h)
             else:
                 a[..., 0] = (np.arange(w)[None, :] + frame) % 256   # B
                 a[..., 1] = (np.arange(h)[:, None] * 3) % 256        # G
                 a[..., 2] = 200                                      # R
             return Image(frame, timestamp, w, h, float(self.attributes["fov"]), a.tobytes())
+
+        def _draw_walkers(self, a, w, h):
+            """Walkers as boxes of the pedestrian tag (0.6 m x 1.85 m upright, a pinhole camera at the
+            sensor's mount on its parent, pitch and roll ignored): enough for what sees people to see them."""
+            ped = [t[0] for t in tags if t[1] in ("Pedestrian", "Pedestrians")]
+            if not ped or self.parent is None:
+                return
+            pt = self.parent.get_transform()
+            yaw = math.radians(pt.rotation.yaw)
+            fwd, right = np.array([math.cos(yaw), math.sin(yaw)]), np.array([-math.sin(yaw), math.cos(yaw)])
+            cam = np.array([pt.location.x, pt.location.y]) + fwd * self._t.location.x
+            cam_z = pt.location.z + self._t.location.z
+            f = w / (2 * math.tan(math.radians(float(self.attributes["fov"])) / 2))
+            for wk in [x for x in self.world.actors if x.type_id.startswith("walker.") and x.alive]:
+                rel = np.array([wk._t.location.x, wk._t.location.y]) - cam
+                depth, lat = float(rel @ fwd), float(rel @ right)
+                if depth < 0.5:
+                    continue
+                c0, c1 = w / 2 + f * (lat - 0.3) / depth, w / 2 + f * (lat + 0.3) / depth
+                r0, r1 = h / 2 - f * (1.85 - cam_z) / depth, h / 2 + f * cam_z / depth  # feet on the ground (z 0)
+                c0, c1 = int(max(0, math.floor(c0))), int(min(w, math.ceil(c1)))
+                r0, r1 = int(max(0, math.floor(r0))), int(min(h, math.ceil(r1)))
+                if c1 > c0 and r1 > r0:
+                    a[r0:r1, c0:c1, 2] = ped[0]
 
     class TrafficLight(Actor):
         def __init__(self, world, x):
