@@ -26,8 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sim.hazards import (BIKE_OFFSET, BIKE_SPEED, CUT_IN_SECONDS, MIN_PIXELS, PED_OFFSET, PED_SPEED,
-                         SLOW_DECEL, SLOW_FRACTION, VISIBLE_RANGE, _smoothstep)
+from sim.hazards import MIN_PIXELS, PED_OFFSET, PED_SPEED, VISIBLE_RANGE, CutInScript
 from sim.frame import TICK_SECONDS
 from sqgan_core.labels import class_id
 
@@ -197,7 +196,7 @@ class _Walker(_Hazard):
         return abs(self.lateral()) < self.lane_half + self.half_width
 
 
-class _Cyclist(_Hazard):
+class _Cyclist(CutInScript, _Hazard):
     type = "cyclist_cut_in"
     height, half_width = 1.95, 0.45
 
@@ -206,12 +205,7 @@ class _Cyclist(_Hazard):
         super().__init__(cfg, path)
         self.carla = carla
         self.classes = (class_id("rider"), class_id("bicycle"))
-        self.speed = cfg.speed if cfg.speed is not None else BIKE_SPEED
-        self.lat0 = cfg.lateral_offset if cfg.lateral_offset is not None else BIKE_OFFSET
-        self.lat, self.v, self.tau, self.dlat = self.lat0, self.speed, 0.0, 0.0
-        self.s_wait = self.conflict_s - self.speed * CUT_IN_SECONDS
-        t_trig = max(0.0, self.conflict_s - ego_front_s - cfg.trigger_distance) / max(ego_speed, 0.1)
-        self.sc = max(ego_front_s + 6.0, min(self.s_wait, self.s_wait - self.speed * t_trig))
+        self.start_cut_in(cfg, ego_front_s, ego_speed)
         _, _, _, wp = path.at(self.conflict_s)
         self.lane_half = float(getattr(wp, "lane_width", 3.5)) / 2
         bps = list(lib.filter("vehicle.bh.crossbike")) or [
@@ -233,20 +227,7 @@ class _Cyclist(_Hazard):
                            c.Rotation(yaw=math.degrees(math.atan2(vel[1], vel[0]))))
 
     def move(self) -> None:
-        dt = TICK_SECONDS
-        self.dlat = 0.0
-        if not self.triggered:
-            self.v = self.speed if self.sc < self.s_wait else 0.0
-            self.sc = min(self.sc + self.speed * dt, max(self.sc, self.s_wait))
-        else:
-            self.tau += dt
-            if self.tau <= CUT_IN_SECONDS + 1e-9:
-                new = self.lat0 * (1.0 - _smoothstep(self.tau / CUT_IN_SECONDS))
-                self.dlat, self.lat, self.v = (new - self.lat) / dt, new, self.speed
-            else:
-                self.lat = 0.0
-                self.v = max(self.speed * SLOW_FRACTION, self.v - SLOW_DECEL * dt)
-            self.sc += self.v * dt
+        self.ride(TICK_SECONDS)
         self.actor.set_transform(self._transform())
 
     def lateral(self) -> float:

@@ -209,7 +209,48 @@ class PedestrianCrossing(_ActorHazard):
         return abs(self.lat) < LANE_W / 2 + self.actor.model.width / 2
 
 
-class CyclistCutIn(_ActorHazard):
+class CutInScript:
+    """The cyclist's script along the ego's path, shared by the embedded simulator (CyclistCutIn) and
+    the CARLA bridge (sim.carla_hazards): arc length `sc`, offset `lat` from the ego's lane centre
+    (toward `side`), its rate `dlat`, speed `v`, and `tau`, the time since the trigger."""
+
+    conflict_s: float
+    triggered: bool
+
+    def start_cut_in(self, cfg: "HazardConfig", ego_front: float, ego_speed: float) -> None:
+        """Where the cyclist starts, for the ego's front at `ego_front` driving at `ego_speed`."""
+        self.speed = cfg.speed if cfg.speed is not None else BIKE_SPEED
+        self.lat0 = cfg.lateral_offset if cfg.lateral_offset is not None else BIKE_OFFSET
+        self.lat = self.lat0
+        # the cut-in starts CUT_IN_SECONDS before the conflict point; ride there by the nominal trigger
+        # time (the ego at its set speed), or wait there if the ego comes later
+        self.s_wait = self.conflict_s - self.speed * CUT_IN_SECONDS
+        t_trig = max(0.0, self.conflict_s - ego_front - cfg.trigger_distance) / max(ego_speed, 0.1)
+        self.sc = max(ego_front + 6.0, min(self.s_wait, self.s_wait - self.speed * t_trig))
+        self.v = self.speed
+        self.tau = 0.0
+        self.dlat = 0.0
+
+    def ride(self, dt: float) -> None:
+        """One step of `dt` s: ride to the waiting point, then (triggered) steer in and slow down."""
+        self.dlat = 0.0
+        if not self.triggered:
+            self.v = self.speed if self.sc < self.s_wait else 0.0
+            self.sc = min(self.sc + self.speed * dt, max(self.sc, self.s_wait))
+        else:
+            self.tau += dt
+            if self.tau <= CUT_IN_SECONDS + 1e-9:
+                new = self.lat0 * (1.0 - _smoothstep(self.tau / CUT_IN_SECONDS))
+                self.dlat = (new - self.lat) / dt
+                self.lat = new
+                self.v = self.speed
+            else:
+                self.lat = 0.0
+                self.v = max(self.speed * SLOW_FRACTION, self.v - SLOW_DECEL * dt)
+            self.sc += self.v * dt
+
+
+class CyclistCutIn(CutInScript, _ActorHazard):
     type = "cyclist_cut_in"
     height = CYCLIST_HEIGHT
 
@@ -219,20 +260,9 @@ class CyclistCutIn(_ActorHazard):
         from sqgan_core.labels import class_id
 
         self.classes = (class_id("rider"), class_id("bicycle"))
-        self.speed = cfg.speed if cfg.speed is not None else BIKE_SPEED
-        self.lat0 = cfg.lateral_offset if cfg.lateral_offset is not None else BIKE_OFFSET
-        self.lat = self.lat0
         e = traffic.ego
-        front = self.ego_front(traffic)
         self.conflict_s = e.s + cfg.conflict_ahead
-        # the cut-in starts CUT_IN_SECONDS before the conflict point; ride there by the nominal trigger
-        # time (the ego at its set speed), or wait there if the ego comes later
-        self.s_wait = self.conflict_s - self.speed * CUT_IN_SECONDS
-        t_trig = max(0.0, self.conflict_s - front - cfg.trigger_distance) / max(e.target_speed, 0.1)
-        self.sc = max(front + 6.0, min(self.s_wait, self.s_wait - self.speed * t_trig))
-        self.v = self.speed
-        self.tau = 0.0
-        self.dlat = 0.0
+        self.start_cut_in(cfg, self.ego_front(traffic), e.target_speed)
         e.path.ensure(e.s, ahead=cfg.conflict_ahead + 40.0)
         self.actor = Actor("bike", models.bicycle(rng), target_speed=self.speed, speed=self.speed, scripted=True)
         self._place(traffic)
@@ -249,21 +279,7 @@ class CyclistCutIn(_ActorHazard):
 
     def move(self, traffic, dt):
         e = traffic.ego
-        self.dlat = 0.0
-        if not self.triggered:
-            self.v = self.speed if self.sc < self.s_wait else 0.0
-            self.sc = min(self.sc + self.speed * dt, max(self.sc, self.s_wait))
-        else:
-            self.tau += dt
-            if self.tau <= CUT_IN_SECONDS + 1e-9:
-                new = self.lat0 * (1.0 - _smoothstep(self.tau / CUT_IN_SECONDS))
-                self.dlat = (new - self.lat) / dt
-                self.lat = new
-                self.v = self.speed
-            else:
-                self.lat = 0.0
-                self.v = max(self.speed * SLOW_FRACTION, self.v - SLOW_DECEL * dt)
-            self.sc += self.v * dt
+        self.ride(dt)
         # keep the ego's path long enough for the cyclist (trimming stays relative to the ego)
         if e.path.s[-1] < self.sc + 10.0:
             e.path.ensure(e.s, ahead=self.sc - e.s + 40.0)
