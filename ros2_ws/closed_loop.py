@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from sim.outcome import ScenarioVerdict
+
 SQGAN = "sqgan"
 CODECS = (SQGAN, "jpeg2000", "av1", "jpeg", "webp", "avif", "hevc")
 
@@ -60,20 +62,13 @@ class LoopSettings:
 
 
 @dataclass
-class ScenarioOutcome:
+class ScenarioOutcome(ScenarioVerdict):
+    """A run's verdict (sim/outcome.py: pass or fail, latency, distance, false warnings and stops) with
+    what it ran and what crossed the link."""
+
     scenario: str
     codec: str
     profile: str
-    passed: bool
-    reason: str
-    hazard: str | None
-    t_visible: float | None  # simulated s: the hazard first visible to the camera in the ego's path
-    t_warning: float | None  # the first warning reaching the vehicle at or after visibility
-    warning_latency_ms: float | None
-    min_distance_m: float | None  # ego front to the conflict point while the hazard blocked it
-    stopped: bool
-    false_warnings: int  # warnings that reached the vehicle while no hazard was visible
-    false_stop: bool  # the ego slowed below half its cruise speed with no hazard visible
     frames_sent: int = 0
     frames_decoded: int = 0
     frames_lost: int = 0

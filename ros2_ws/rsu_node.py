@@ -49,6 +49,7 @@ from ros2_ws.node_common import (Rolling, diagnostic_array, diagnostic_status, i
 from sqgan_core.streaming.stream import UNTRAINED_WARNING, ModelSpecError, StreamDecoder, load_codec, warm_up
 from ros2_ws.worker import LatestSlots, Worker
 from sqgan_core.labels import colorize
+from sqgan_core.safety import parse_verdict
 from sqgan_core.streaming.assembler import AssembledFrame, FrameAssembler
 from sqgan_core.streaming.concealment import METHODS, MODES, select_concealer
 
@@ -253,16 +254,10 @@ class RsuDecoder(Node):
     # -- hazard warnings back to the vehicles -----------------------------------------------------
     def _on_verdict(self, vid: int, msg: String) -> None:
         """A hazard node's verdict on one of this vehicle's frames: those with warnings go back to it."""
-        import json
-
-        from sqgan_core.safety import parse_verdict
-
         self.counts["hazard_verdicts"] += 1
         try:
-            v, stamp, warnings = parse_verdict(json.loads(msg.data))
-            if v != vid:
-                raise ValueError(f"verdict for vehicle {v} on vehicle {vid}'s topic")
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            _, stamp, warnings = parse_verdict(msg.data, vehicle_id=vid)
+        except ValueError as exc:
             self.counts["hazard_malformed"] += 1
             self.get_logger().warning(f"hazard verdict refused: {exc}", throttle_duration_sec=5.0)
             return

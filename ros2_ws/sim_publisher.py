@@ -38,7 +38,6 @@ Run: `sim_publisher --ros-args -p scenario:=rainy_night -p source:=embedded`.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
@@ -253,7 +252,7 @@ class SimPublisher(Node):
 
     def _on_warning(self, msg: String) -> None:
         try:
-            _vid, stamp, warnings = parse_verdict(json.loads(msg.data))
+            _vid, stamp, warnings = parse_verdict(msg.data)
         except ValueError as exc:
             self.counts["warnings_malformed"] += 1
             self.get_logger().warning(f"hazard warning refused: {exc}", throttle_duration_sec=5.0)
@@ -269,7 +268,8 @@ class SimPublisher(Node):
     def _advance(self) -> SimFrame:
         """The next camera frame: `ticks_per_frame` ticks, the brake command and the judge on each."""
         frame = None
-        for k in range(self.ticks_per_frame if self.published else 1):
+        ticks = self.ticks_per_frame if self.published else 1  # the first frame is the scenario's first tick
+        for k in range(ticks):
             if self.warning_sub is not None:
                 t_next = self.sim_last + TICK_SECONDS if self.published else 0.0
                 brake = self.brake.command(t_next, float(self.source.ego_state()["speed"]))
@@ -277,7 +277,7 @@ class SimPublisher(Node):
                     self.counts["brake_on" if brake else "brake_off"] += 1
                     self.braking = brake
                 self.source.set_brake(brake)
-            if k == (self.ticks_per_frame if self.published else 1) - 1:
+            if k == ticks - 1:
                 frame = self.source.step()
                 t = frame.stamp
             else:
@@ -320,7 +320,7 @@ class SimPublisher(Node):
 
     def _on_verdict(self, vid: int, msg: String) -> None:
         try:
-            v, stamp, warnings = parse_verdict(json.loads(msg.data))
+            _vid, stamp, warnings = parse_verdict(msg.data)
         except ValueError as exc:
             self.counts["verdicts_malformed"] += 1
             self.get_logger().warning(f"hazard verdict refused: {exc}", throttle_duration_sec=5.0)

@@ -21,6 +21,7 @@ Run: `vehicle_encoder --ros-args -p vehicle_id:=0 -p secret_key:=keys/vehicle_0.
 """
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -43,6 +44,7 @@ from sqgan_core.transport.zmq_link import FeedbackSubscriber, Sender
 from ros2_ws.node_common import (Rolling, diagnostic_array, diagnostic_status, image_qos, load_segmenter,  # noqa: F401
                                  run_node, sensor_qos, set_torch_threads)
 from ros2_ws.image_conversions import COMPRESSED_FORMAT
+from sqgan_core.safety import parse_verdict
 from sqgan_core.streaming.stream import UNTRAINED_WARNING, ModelSpecError, StreamEncoder, load_codec, warm_up
 from ros2_ws.worker import LatestSlots, Worker
 
@@ -259,10 +261,6 @@ class VehicleEncoder(Node):
     def _poll_feedback(self) -> None:
         """Route what the RSU sent: hazard warnings out at once (a ROS topic), rate reports to the
         encode thread's controller."""
-        import json
-
-        from sqgan_core.safety import parse_verdict
-
         now = time.monotonic()
         for report in self.feedback.poll(0):
             if report.get("kind") != "hazard":
@@ -271,9 +269,7 @@ class VehicleEncoder(Node):
                     self.reports.append(report)
                 continue
             try:
-                vid, stamp, warnings = parse_verdict(report)
-                if vid != self.p["vehicle_id"]:
-                    raise ValueError(f"warnings for vehicle {vid}")
+                vid, stamp, warnings = parse_verdict(report, vehicle_id=self.p["vehicle_id"])
             except ValueError as exc:
                 with self.lock:
                     self.counts["hazard_malformed"] += 1

@@ -8,7 +8,7 @@ report the same figures.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 FALSE_STOP_AFTER_S = 2.0  # slowing before this (the ego still accelerating from its start) is not a stop
@@ -44,7 +44,6 @@ class ScenarioJudge:
     stopped: bool = False
     hazard: str | None = None
     reached_blocked_conflict: bool = False
-    _visible_now: bool = field(default=False, repr=False)
 
     def in_path(self, hz: dict[str, Any]) -> bool:
         """Visible and in the ego's path: a red light facing it, or a person or cyclist within

@@ -17,6 +17,7 @@ becomes a warning once seen in `hits` of the last `frames` frames (persistence a
 """
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -213,9 +214,15 @@ def verdict(vehicle_id: int, stamp: float, warnings: Sequence[HazardWarning]) ->
     return {"vehicle_id": int(vehicle_id), "stamp": float(stamp), "warnings": [w.to_dict() for w in warnings]}
 
 
-def parse_verdict(d: Any) -> tuple[int, float, list[HazardWarning]]:
-    """(vehicle id, stamp, warnings) of a verdict from the network or a topic; ValueError naming what
-    is wrong with it."""
+def parse_verdict(d: Any, vehicle_id: int | None = None) -> tuple[int, float, list[HazardWarning]]:
+    """(vehicle id, stamp, warnings) of a verdict from the network or a topic (a dict, or its JSON
+    text); ValueError naming what is wrong with it, also when it is for another vehicle than
+    `vehicle_id` (where given)."""
+    if isinstance(d, (str, bytes)):
+        try:
+            d = json.loads(d)
+        except ValueError as exc:
+            raise ValueError(f"hazard verdict: not JSON ({exc})") from None
     if not isinstance(d, dict):
         raise ValueError("hazard verdict: a JSON object expected")
     try:
@@ -225,6 +232,8 @@ def parse_verdict(d: Any) -> tuple[int, float, list[HazardWarning]]:
     ws = d.get("warnings")
     if not isinstance(ws, list) or len(ws) > len(HAZARD_TYPES):
         raise ValueError(f"hazard verdict: warnings must be a list of at most {len(HAZARD_TYPES)}")
+    if vehicle_id is not None and vid != vehicle_id:
+        raise ValueError(f"hazard verdict: for vehicle {vid}, not vehicle {vehicle_id}")
     return vid, stamp, [HazardWarning.from_dict(w) for w in ws]
 
 

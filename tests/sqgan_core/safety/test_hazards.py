@@ -110,6 +110,20 @@ def test_warnings_round_trip_and_malformed_ones_are_refused():
             HazardWarning.from_dict(bad)
 
 
+def test_verdicts_parse_from_json_text_and_refuse_garbage_and_other_vehicles():
+    import json
+
+    from sqgan_core.safety import parse_verdict, verdict
+
+    w = HazardWarning("cut_in", 0.7, (1, 2, 3, 4), 3.5, 2)
+    text = json.dumps(verdict(2, 3.5, [w]))
+    assert parse_verdict(text, vehicle_id=2) == (2, 3.5, [w]) == parse_verdict(json.loads(text))
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_verdict("{not json")
+    with pytest.raises(ValueError, match="for vehicle 2, not vehicle 0"):
+        parse_verdict(text, vehicle_id=0)
+
+
 def test_mismatched_inputs_are_refused():
     with pytest.raises(ValueError, match="sizes differ"):
         HazardDetector().detect(scene(), np.zeros((10, 10, 3), np.uint8))
